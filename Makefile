@@ -1,0 +1,40 @@
+# wasmgate — see README.md. `make run` and `make test` are the two commands a
+# fresh machine needs.
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+export CGO_ENABLED ?= 0
+
+.PHONY: all build run test bench lint toolchains examples clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/gateway ./cmd/gateway
+	$(GO) build -o $(BIN)/upstream ./examples/upstream
+
+# Starts the demo upstream and the gateway in the foreground; Ctrl-C stops both.
+run: build
+	@echo "demo upstream on 127.0.0.1:9000; gateway on http://127.0.0.1:8080 (admin http://127.0.0.1:9901)"
+	@echo "try: curl -i http://127.0.0.1:8080/json   or   curl -N http://127.0.0.1:8080/sse"
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(BIN)/upstream -listen 127.0.0.1:9000 & \
+	  $(BIN)/gateway run -config examples/gateway.yaml
+
+toolchains:
+	bash scripts/toolchains.sh
+
+test: toolchains
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 14m $(PKGS)
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,1 @@
+__attribute__((export_name("add"))) int add(int a, int b) { return a + b; }
