@@ -79,7 +79,7 @@ type Upstream struct {
 	Balance string `yaml:"balance"`
 	// Retries is how many other targets an idempotent request may try when
 	// nothing was sent yet (connection refused, pool full on that target).
-	Retries     int         `yaml:"retries"`
+	Retries     int       `yaml:"retries"`
 	Passive     PassiveHC `yaml:"passive_health"`
 	HealthCheck ActiveHC  `yaml:"health_check"`
 }
@@ -171,11 +171,14 @@ type Sessions struct {
 
 // SSE configures the streaming relay.
 type SSE struct {
-	MaxEventBytes     Size     `yaml:"max_event_bytes"`
-	PendingEvents     int      `yaml:"pending_events"`
-	Heartbeat         Duration `yaml:"heartbeat"`
-	TrackedEventIDs   int      `yaml:"tracked_event_ids"`
-	TrackedEventTTL   Duration `yaml:"tracked_event_ttl"`
+	MaxEventBytes   Size     `yaml:"max_event_bytes"`
+	PendingEvents   int      `yaml:"pending_events"`
+	Heartbeat       Duration `yaml:"heartbeat"`
+	TrackedEventIDs int      `yaml:"tracked_event_ids"`
+	TrackedEventTTL Duration `yaml:"tracked_event_ttl"`
+	// TrackedStreams bounds how many SSE streams per session keep tracked
+	// event ids; past it the least recently used stream is forgotten.
+	TrackedStreams    int      `yaml:"tracked_streams"`
 	WriteStallTimeout Duration `yaml:"write_stall_timeout"`
 }
 
@@ -273,6 +276,7 @@ func Default() *Config {
 			Heartbeat:         Duration(15 * time.Second),
 			TrackedEventIDs:   100,
 			TrackedEventTTL:   Duration(30 * time.Minute),
+			TrackedStreams:    16,
 			WriteStallTimeout: Duration(30 * time.Second),
 		},
 		Storage: Storage{
