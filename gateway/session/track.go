@@ -1,0 +1,193 @@
+package session
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Session is one live session. ID, Route and Started never change; the
+// rest is read through methods.
+type Session struct {
+	ID string
+	// Route is the route of the request that started the session.
+	Route   string
+	Started time.Time
+
+	lastSeen atomic.Int64 // unix ns
+	requests atomic.Uint64
+
+	track    *trackLimits
+	nStreams atomic.Int32 // len(streams), readable without mu
+	mu       sync.Mutex
+	streams  []*trackedStream
+}
+
+// LastSeen is the time of the session's latest request.
+func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen.Load()) }
+
+// Requests is how many requests the session has made.
+func (s *Session) Requests() uint64 { return s.requests.Load() }
+
+// trackLimits are the table-wide bounds of event-id tracking.
+type trackLimits struct {
+	ids     int   // ids per stream (sse.tracked_event_ids); 0 disables tracking
+	streams int   // streams per session (sse.tracked_streams)
+	ttl     int64 // ns; 0 means ids never expire
+	evicted prometheus.Counter
+}
+
+// trackedStream is a ring of the last event ids seen on one stream.
+type trackedStream struct {
+	name string
+	ids  []trackedID // grows up to trackLimits.ids, then wraps
+	head int         // index of the newest entry
+	last int64       // unix ns of the latest TrackEventID
+}
+
+type trackedID struct {
+	id string
+	at int64
+}
+
+func (s *Session) stream(name string) *trackedStream {
+	for _, st := range s.streams {
+		if st.name == name {
+			return st
+		}
+	}
+	return nil
+}
+
+// TrackEventID remembers that event id passed on stream (named as
+// event.Event.Stream is). It keeps the last sse.tracked_event_ids ids per
+// stream and at most sse.tracked_streams streams; a new stream past that
+// replaces the least recently used one. An empty id is ignored.
+func (s *Session) TrackEventID(stream, id string) {
+	lim := s.track
+	if id == "" || lim.ids <= 0 || lim.streams <= 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stream(stream)
+	if st == nil {
+		st = &trackedStream{name: stream, ids: make([]trackedID, 0, min(lim.ids, 8))}
+		if len(s.streams) < lim.streams {
+			s.streams = append(s.streams, st)
+			s.nStreams.Store(int32(len(s.streams)))
+		} else {
+			lru := 0
+			for i, o := range s.streams {
+				if o.last < s.streams[lru].last {
+					lru = i
+				}
+			}
+			s.streams[lru] = st
+			lim.evicted.Inc()
+		}
+	}
+	st.last = now
+	if len(st.ids) < lim.ids {
+		if len(st.ids) == cap(st.ids) {
+			// Grow by hand so that capacity never passes the limit.
+			grown := make([]trackedID, len(st.ids), min(2*cap(st.ids), lim.ids))
+			copy(grown, st.ids)
+			st.ids = grown
+		}
+		st.ids = append(st.ids, trackedID{id, now})
+		st.head = len(st.ids) - 1
+		return
+	}
+	st.head++
+	if st.head == len(st.ids) {
+		st.head = 0
+	}
+	st.ids[st.head] = trackedID{id, now}
+}
+
+// KnowsEventID reports whether id is among the ids tracked on stream and
+// still within sse.tracked_event_ttl.
+func (s *Session) KnowsEventID(stream, id string) bool {
+	if id == "" {
+		return false
+	}
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stream(stream)
+	if st == nil {
+		return false
+	}
+	for _, e := range st.ids {
+		if e.id == id && s.fresh(e.at, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// LastEventID returns the latest id tracked on stream, if it is within its
+// TTL.
+func (s *Session) LastEventID(stream string) (string, bool) {
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.stream(stream); st != nil {
+		if e, ok := st.newest(); ok && s.fresh(e.at, now) {
+			return e.id, true
+		}
+	}
+	return "", false
+}
+
+func (s *Session) fresh(at, now int64) bool {
+	return s.track.ttl <= 0 || now-at <= s.track.ttl
+}
+
+func (st *trackedStream) newest() (trackedID, bool) {
+	if len(st.ids) == 0 {
+		return trackedID{}, false
+	}
+	return st.ids[st.head], true
+}
+
+func (s *Session) lastEventIDs(now int64) map[string]string {
+	if s.nStreams.Load() == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m map[string]string
+	for _, st := range s.streams {
+		if e, ok := st.newest(); ok && s.fresh(e.at, now) {
+			if m == nil {
+				m = make(map[string]string, len(s.streams))
+			}
+			m[st.name] = e.id
+		}
+	}
+	return m
+}
+
+// pruneStreams forgets streams whose latest id is past its TTL, so a
+// long-lived session does not keep the ids of streams it closed long ago.
+func (s *Session) pruneStreams(now int64) {
+	if s.track.ttl <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.streams[:0]
+	for _, st := range s.streams {
+		if now-st.last <= s.track.ttl {
+			kept = append(kept, st)
+		}
+	}
+	clear(s.streams[len(kept):])
+	s.streams = kept
+	s.nStreams.Store(int32(len(kept)))
+}
