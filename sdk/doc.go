@@ -1,0 +1,34 @@
+// Package sdk is the Go guest SDK for wasmgate plugins: proxy-wasm ABI
+// v0.2.1 for standard Go (GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared,
+// //go:wasmexport and //go:wasmimport), written from the ABI specification.
+//
+// A plugin is a main package whose init calls [SetPlugin] with a [Plugin]
+// (one per VM), which makes a [RootContext] per configuration, which makes
+// an [HTTPContext] per request. Embed [DefaultPlugin], [DefaultRootContext]
+// and [DefaultHTTPContext] and override only the callbacks you need:
+//
+//	func init() { sdk.SetPlugin(&plugin{}) }
+//	func main() {}
+//
+// Functions that talk to the host (headers, bodies, properties, ...) act
+// on the context whose callback is running, as the ABI defines.
+//
+// # SSE
+//
+// wasmgate delivers a text/event-stream response one complete event per
+// OnResponseBody call. [ResponseEvent] parses it, [Event] edits it
+// (keeping every byte you do not change), [SetResponseEvent] writes it back
+// and [DropResponseEvent] removes it from the stream.
+//
+// # Memory
+//
+// In reactor mode Go's garbage collector only runs when the guest
+// allocates, and its background work never runs between host calls, so a
+// plugin's heap would grow with every request. The SDK runs runtime.GC
+// every [SetGCInterval] callbacks (default 1000), which keeps linear memory
+// flat; see gc_test.go for the measurement.
+//
+// The package also builds for the host's GOOS so that pure helpers (header
+// map serialization, SSE parsing) are unit-tested with `go test`; there the
+// host functions return [StatusUnimplemented].
+package sdk
