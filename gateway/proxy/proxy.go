@@ -1,0 +1,269 @@
+// Package proxy is the gateway's request pipeline on fasthttp: it matches a
+// route, resolves the session, runs the route's plugin chain, forwards the
+// request through the upstream pools and streams the response back,
+// relaying text/event-stream responses event by event.
+//
+// The hot path (a route without plugins) allocates nothing per request:
+// fasthttp request and response objects are pooled, headers are copied and
+// rewritten in place, and the chain's header conversion is skipped when the
+// chain is empty. Bodies are never buffered whole: request bodies stream to
+// the upstream (bounded by limits.max_body_bytes), response bodies stream
+// to the client with a per-write deadline, never an absolute one.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/event"
+	"github.com/wasmgate/wasmgate/gateway/upstream"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	Config    *config.Config
+	Upstreams *upstream.Pools
+	// Chains maps route names to their plugin chains; a missing route gets
+	// chain.Nop.
+	Chains   map[string]chain.Chain
+	Sessions Sessions
+	Sink     event.Sink
+	Replayer event.Replayer
+	Logger   *slog.Logger
+	// Registerer receives the proxy's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Proxy serves client requests.
+type Proxy struct {
+	cfg      *config.Config
+	routes   []*route // host-specific first, then longest prefix first
+	log      *slog.Logger
+	m        *metrics
+	ids      *requestIDs
+	sessions Sessions
+	sink     event.Sink
+	replayer event.Replayer
+
+	redact       redactor
+	captureBody  int
+	maxBody      int64
+	writeTimeout time.Duration
+	bodyTimeout  time.Duration
+
+	streams   sync.WaitGroup // open SSE relays
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+type route struct {
+	cfg    config.Route
+	name   string
+	host   string
+	prefix string
+	up     *upstream.Upstream
+	chain  chain.Chain
+	m      *routeMetrics
+}
+
+// New builds a Proxy.
+func New(opts Options) (*Proxy, error) {
+	cfg := opts.Config
+	if cfg == nil {
+		return nil, errors.New("proxy: no configuration")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		cfg:          cfg,
+		log:          log,
+		m:            m,
+		ids:          newRequestIDs(),
+		sessions:     opts.Sessions,
+		sink:         opts.Sink,
+		replayer:     opts.Replayer,
+		redact:       newRedactor(cfg.Sessions.Redact),
+		captureBody:  cfg.Sessions.CaptureBodyBytes.N(),
+		maxBody:      int64(cfg.Limits.MaxBodyBytes),
+		writeTimeout: cfg.Limits.WriteTimeout.D(),
+		bodyTimeout:  cfg.Limits.IdleTimeout.D(),
+		closing:      make(chan struct{}),
+	}
+	if p.sink == nil {
+		p.sink = event.Discard
+	}
+	for _, rc := range cfg.Routes {
+		up, ok := opts.Upstreams.Get(rc.Upstream)
+		if !ok {
+			return nil, fmt.Errorf("route %q: unknown upstream %q", rc.Name, rc.Upstream)
+		}
+		ch := opts.Chains[rc.Name]
+		if ch == nil {
+			ch = chain.Nop
+		}
+		host := strings.ToLower(rc.Match.Host)
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		p.routes = append(p.routes, &route{
+			cfg: rc, name: rc.Name, host: host, prefix: rc.Match.PathPrefix,
+			up: up, chain: ch, m: m.route(rc.Name),
+		})
+	}
+	sort.SliceStable(p.routes, func(i, j int) bool {
+		a, b := p.routes[i], p.routes[j]
+		if (a.host != "") != (b.host != "") {
+			return a.host != ""
+		}
+		return len(a.prefix) > len(b.prefix)
+	})
+	return p, nil
+}
+
+// match finds the route for host and path: a route naming the host beats
+// one that does not, then the longest path prefix wins.
+func (p *Proxy) match(host, path []byte) *route {
+	if i := lastColon(host); i >= 0 {
+		host = host[:i]
+	}
+	for _, r := range p.routes {
+		if r.host != "" && !equalFoldASCII(host, r.host) {
+			continue
+		}
+		if len(path) >= len(r.prefix) && string(path[:len(r.prefix)]) == r.prefix {
+			return r
+		}
+	}
+	return nil
+}
+
+func lastColon(host []byte) int {
+	for i := len(host) - 1; i >= 0; i-- {
+		switch host[i] {
+		case ':':
+			return i
+		case ']':
+			return -1
+		}
+	}
+	return -1
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Server returns a fasthttp server configured with the gateway's limits and
+// this proxy as its handler.
+func (p *Proxy) Server() *fasthttp.Server {
+	l := p.cfg.Limits
+	return &fasthttp.Server{
+		Handler:                       p.Serve,
+		ErrorHandler:                  p.serverError,
+		HeaderReceived:                p.headerReceived,
+		Name:                          "wasmgate",
+		ReadBufferSize:                l.MaxHeaderBytes.N(),
+		WriteBufferSize:               16 << 10,
+		ReadTimeout:                   l.ReadHeaderTimeout.D(),
+		IdleTimeout:                   l.IdleTimeout.D(),
+		Concurrency:                   l.MaxConns,
+		MaxConnsPerIP:                 l.MaxConnsPerIP,
+		MaxRequestsPerConn:            l.MaxRequestsPerConn,
+		MaxRequestBodySize:            l.MaxBodyBytes.N(),
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        fasthttpLogger{p.log},
+	}
+}
+
+// headerReceived replaces the header-read deadline with the (longer) body
+// deadline once the header block is in.
+func (p *Proxy) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{ReadTimeout: p.bodyTimeout}
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
+
+// serverError answers requests fasthttp could not parse.
+func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	code, reason := fasthttp.StatusBadRequest, "malformed request"
+	switch {
+	case errors.As(err, &small):
+		code, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "request header block too large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		code, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.As(err, &ne) && ne.Timeout():
+		code, reason = fasthttp.StatusRequestTimeout, "request not received in time"
+	}
+	p.m.rejected.WithLabelValues(fmt.Sprint(code)).Inc()
+	p.log.Warn("request rejected", "status", code, "reason", reason, "client", ctx.RemoteAddr().String(), "err", err)
+	writeError(ctx, code, reason, nil)
+	ctx.SetConnectionClose()
+}
+
+func writeError(ctx *fasthttp.RequestCtx, code int, reason string, reqID []byte) {
+	ctx.Response.Reset()
+	ctx.Response.SetStatusCode(code)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	if len(reqID) > 0 {
+		ctx.Response.Header.SetBytesKV(hdrXRequestID, reqID)
+	}
+	ctx.Response.SetBodyString(reason + "\n")
+}
+
+// Close ends open SSE relays cleanly (each gets its final chain call and
+// its client a clean end of stream) and waits for them, at most until
+// deadline.
+func (p *Proxy) Close(deadline time.Time) {
+	p.closeOnce.Do(func() { close(p.closing) })
+	done := make(chan struct{})
+	go func() { p.streams.Wait(); close(done) }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+var _ io.ReadCloser = (*exchange)(nil)

@@ -1,0 +1,316 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/gateway/upstream"
+)
+
+// errBodyTooLarge is returned by the request body reader past max_body_bytes.
+var errBodyTooLarge = errors.New("request body too large")
+
+// inlineBody is the largest request body fasthttp pre-reads with the
+// headers; such bodies are forwarded from memory, larger ones stream.
+const inlineBody = 8 << 10
+
+// exchange is the state of one proxied request. It is pooled; it outlives
+// the handler when the response body streams, and returns to the pool when
+// fasthttp closes the body stream (exchange.Close).
+type exchange struct {
+	p      *Proxy
+	rt     *route
+	conn   net.Conn
+	resp   *fasthttp.Response
+	target *upstream.Target
+	long   bool
+	start  time.Time
+
+	body     io.Reader // upstream response body
+	bodyErr  error
+	reqBody  limitedReader
+	scratch  []byte
+	reqID    []byte
+	stream   chain.Stream
+	headers  chain.Headers
+	chunk    []byte
+	pending  []byte // chain output not yet returned by Read
+	buffered []byte // chain Buffer accumulation
+	bodyEOF  bool
+	bufferOn bool
+	status   int
+	session  string
+	sess     Session
+	method   string
+	path     string
+}
+
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+// limitedReader forwards a streamed request body and fails past max.
+type limitedReader struct {
+	r        io.Reader
+	n, max   int64
+	exceeded bool
+}
+
+func (l *limitedReader) Read(b []byte) (int, error) {
+	n, err := l.r.Read(b)
+	l.n += int64(n)
+	if l.n > l.max {
+		l.exceeded = true
+		return 0, errBodyTooLarge
+	}
+	return n, err
+}
+
+// Serve is the fasthttp handler.
+func (p *Proxy) Serve(ctx *fasthttp.RequestCtx) {
+	p.m.inFlight.Inc()
+	defer p.m.inFlight.Dec()
+
+	x := exchangePool.Get().(*exchange)
+	x.p, x.start, x.conn = p, time.Now(), ctx.Conn()
+	if !x.serve(ctx) {
+		x.finish()
+	}
+}
+
+// serve handles the request; it returns true when the response body
+// streams and x is finished by Close.
+func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
+	p := x.p
+	req := &ctx.Request
+	if reason := badFraming(&req.Header); reason != "" {
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusBadRequest, reason, nil)
+		return false
+	}
+	rt := p.match(ctx.Host(), ctx.Path())
+	if rt == nil {
+		x.fail(ctx, fasthttp.StatusNotFound, "no route for this host and path", nil)
+		return false
+	}
+	x.rt = rt
+	cl := req.Header.ContentLength()
+	if int64(cl) > p.maxBody {
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large", nil)
+		return false
+	}
+
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	req.Header.CopyTo(&out.Header)
+	x.prepareRequest(ctx, &out.Header)
+	if !x.beginSession(ctx) {
+		return false
+	}
+
+	switch {
+	case cl == 0 || cl == -2:
+	case cl > 0 && cl <= inlineBody:
+		out.SetBodyRaw(req.Body())
+	default:
+		x.reqBody = limitedReader{r: ctx.RequestBodyStream(), max: p.maxBody}
+		out.SetBodyStream(&x.reqBody, cl)
+	}
+
+	if x.session != "" {
+		x.recordRequest(ctx, out)
+	}
+	if rt.chain.Len() > 0 {
+		if done := x.requestChain(ctx, out); done {
+			return false
+		}
+	}
+
+	resp := fasthttp.AcquireResponse()
+	resp.StreamBody = true
+	x.resp = resp
+	x.long = wantsStream(&req.Header)
+	t, err := rt.up.Do(out, resp, 0, x.long)
+	if err != nil {
+		if x.reqBody.exceeded {
+			ctx.SetConnectionClose()
+			x.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large", err)
+			return false
+		}
+		code, reason := upstream.Status(err)
+		x.fail(ctx, code, reason, err)
+		return false
+	}
+	x.target = t
+
+	resp.Header.CopyTo(&ctx.Response.Header)
+	x.prepareResponse(&ctx.Response.Header)
+	x.status = resp.StatusCode()
+	if x.session == "" && x.p.sessions != nil {
+		if x.sessionFromResponse(&ctx.Response.Header); x.session != "" {
+			x.recordRequest(ctx, out)
+		}
+	}
+
+	if x.stream != nil {
+		if done := x.responseHeadersChain(ctx); done {
+			return false
+		}
+	}
+	if x.session != "" {
+		x.recordResponse(&ctx.Response.Header)
+		if req.Header.IsDelete() && len(sessionKey(ctx, rt.cfg.Session)) > 0 {
+			p.sessions.End(x.session, "deleted by client")
+		}
+	}
+	rt.m.observe(x.status, time.Since(x.start))
+
+	body := resp.BodyStream()
+	if body == nil || req.Header.IsHead() {
+		if req.Header.IsHead() {
+			ctx.Response.SkipBody = true
+		}
+		return false
+	}
+	if bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
+		x.body = body
+		x.relay(ctx)
+		return true
+	}
+	x.body = body
+	n := resp.Header.ContentLength()
+	if n < 0 || x.stream != nil {
+		n = -1
+	}
+	ctx.Response.SetBodyStream(x, n)
+	return true
+}
+
+// Read feeds the client response body from the upstream, with a fresh
+// write deadline for each chunk: a client must keep taking data, but a long
+// response is never cut for being long.
+func (x *exchange) Read(b []byte) (int, error) {
+	if x.writeDeadline() != nil {
+		return 0, io.ErrClosedPipe
+	}
+	if x.stream != nil {
+		return x.chainRead(b)
+	}
+	n, err := x.body.Read(b)
+	if err != nil && err != io.EOF {
+		x.bodyErr = err
+	}
+	return n, err
+}
+
+func (x *exchange) writeDeadline() error {
+	if x.p.writeTimeout > 0 {
+		return x.conn.SetWriteDeadline(time.Now().Add(x.p.writeTimeout))
+	}
+	return nil
+}
+
+// Close is called by fasthttp when the response is written or abandoned.
+func (x *exchange) Close() error {
+	x.finish()
+	return nil
+}
+
+// finish releases everything x holds and returns it to the pool.
+func (x *exchange) finish() {
+	if x.resp != nil {
+		if x.bodyErr != nil && x.target != nil {
+			x.target.Failed(x.bodyErr)
+			x.p.log.Warn("upstream body broke", "route", x.rt.name, "target", x.target.Addr, "err", x.bodyErr)
+		}
+		_ = x.resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(x.resp)
+	}
+	if x.target != nil {
+		if x.long {
+			x.target.ReleaseStream()
+		} else {
+			x.target.Release()
+		}
+	}
+	if x.stream != nil {
+		x.stream.Done()
+	}
+	if x.conn != nil && x.p.writeTimeout > 0 {
+		// Bound the write of a buffered response too.
+		_ = x.conn.SetWriteDeadline(time.Now().Add(x.p.writeTimeout))
+	}
+	*x = exchange{scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	exchangePool.Put(x)
+}
+
+// fail answers the client with an error status and one-line reason.
+func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err error) {
+	route := ""
+	if x.rt != nil {
+		route = x.rt.name
+		x.rt.m.observe(code, time.Since(x.start))
+	} else {
+		x.p.m.rejected.WithLabelValues(itoa(code)).Inc()
+	}
+	if err != nil {
+		x.p.log.Warn("request failed", "route", route, "status", code, "reason", reason, "request_id", string(x.reqID), "err", err)
+	} else {
+		x.p.log.Info("request refused", "route", route, "status", code, "reason", reason, "client", ctx.RemoteAddr().String())
+	}
+	if x.session != "" {
+		x.recordError(code, reason)
+	}
+	writeError(ctx, code, reason, x.reqID)
+}
+
+// badFraming rejects what fasthttp would accept but a gateway must not: a
+// request carrying both Content-Length and Transfer-Encoding (fasthttp lets
+// Transfer-Encoding win; nginx and Envoy answer 400 to avoid smuggling).
+func badFraming(h *fasthttp.RequestHeader) string {
+	if h.ContentLength() != -1 {
+		return ""
+	}
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if i := bytes.IndexByte(line, ':'); i > 0 && equalFoldASCII(line[:i], "content-length") {
+			return "both Content-Length and Transfer-Encoding"
+		}
+	}
+	return ""
+}
+
+// wantsStream says whether a request should take the stream pool: its
+// client asks for an event stream or resumes one.
+func wantsStream(h *fasthttp.RequestHeader) bool {
+	if len(h.PeekBytes(hdrLastEventID)) > 0 {
+		return true
+	}
+	return bytes.Contains(h.PeekBytes(hdrAccept), strEventStream)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}
