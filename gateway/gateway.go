@@ -14,9 +14,9 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/valyala/fasthttp"
 
+	"github.com/wasmgate/wasmgate/gateway/admin"
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/event"
@@ -48,6 +48,7 @@ type Gateway struct {
 	pools *upstream.Pools
 	proxy *proxy.Proxy
 	srv   *fasthttp.Server
+	admin *admin.Server
 
 	chains      chain.Builder
 	chainCloser io.Closer
@@ -75,10 +76,10 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 	}
 	reg := opts.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = admin.NewRegistry()
 	}
 	g = &Gateway{cfg: cfg, log: log, reg: reg}
+	g.admin = admin.New(cfg.Admin, reg, log)
 	defer func() {
 		if err != nil {
 			g.closeParts()
@@ -150,12 +151,25 @@ func (g *Gateway) Start() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", g.cfg.Listen, err)
 	}
+	if err := g.admin.Start(); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	g.ln = ln
 	g.serveErr = make(chan error, 1)
 	go func() { g.serveErr <- g.srv.Serve(ln) }()
-	g.log.Info("gateway listening", "addr", ln.Addr().String())
+	g.admin.SetReady(true)
+	g.log.Info("gateway listening", "addr", ln.Addr().String(), "admin", g.admin.Addr())
 	return nil
 }
+
+// AdminAddr is the admin listener's address ("" before Start or when
+// admin.listen is empty).
+func (g *Gateway) AdminAddr() string { return g.admin.Addr() }
+
+// Admin returns the admin server, for registering more endpoints before
+// Start.
+func (g *Gateway) Admin() *admin.Server { return g.admin }
 
 // Addr is the proxy listener's address ("" before Start).
 func (g *Gateway) Addr() string {
@@ -181,6 +195,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Unlock()
 
 	var errs []error
+	g.admin.SetUnready("shutting down")
 	if ln != nil {
 		drain := g.cfg.Shutdown.DrainTimeout.D()
 		dctx, cancel := context.WithTimeout(ctx, drain)
@@ -195,6 +210,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 	}
 	errs = append(errs, g.closeParts()...)
+	if err := g.admin.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("admin: %w", err))
+	}
 	g.log.Info("gateway stopped")
 	return errors.Join(errs...)
 }
