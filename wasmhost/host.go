@@ -1,0 +1,284 @@
+// Package wasmhost runs proxy-wasm (ABI v0.2.1 and 0.2.0) plugins on wazero
+// and plugs them into the proxy through the gateway/chain seam.
+//
+// Why it is shaped this way:
+//
+//   - A plugin is compiled once per version (compiler engine, on-disk
+//     compilation cache) and runs in a bounded pool of VMs. A VM is one
+//     module instance with its own runtime-wide memory limit; calls into it
+//     are serialized, and a request keeps the VM it started on because its
+//     context lives in that VM's linear memory.
+//   - Every Wasm call is bounded in time by one watchdog goroutine that
+//     closes an overdue module (wazero's CloseWithExitCode) instead of a
+//     goroutine and a deadline per call; calls use contexts with no Done
+//     channel so wazero adds no per-call timer of its own.
+//   - A trap, timeout or out-of-memory poisons the VM: it is discarded, a
+//     fresh one replaces it (with backoff when it keeps crashing), and the
+//     plugin's failure_policy answers the requests it held. Nothing a guest
+//     does reaches the proxy as a panic or an unbounded wait.
+//   - A plugin's configured name is a slot; versions of the module come and
+//     go behind it (Reload) with an atomic swap, so chains built once keep
+//     working across hot reloads and requests in flight finish on the
+//     version they started on.
+package wasmhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/gateway/config"
+)
+
+// Options configures a Host.
+type Options struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// CacheDir is the on-disk compilation cache; "" compiles in memory only.
+	CacheDir string
+	// MaxCallsInFlight caps Wasm calls running at once across all plugins
+	// (wasm.max_calls_in_flight); 0 means 1024.
+	MaxCallsInFlight int
+	// HTTP serves proxy_http_call; nil makes every http_call fail with
+	// INTERNAL_FAILURE.
+	HTTP HTTPCaller
+	// Foreign are the functions plugins reach with
+	// proxy_call_foreign_function, by name.
+	Foreign map[string]ForeignFunc
+
+	// noCPULimit runs guests without the CPU-limit mechanism. Benchmarks
+	// use it to price the mechanism; never set in production.
+	noCPULimit bool
+}
+
+// HTTPCaller sends a plugin's proxy_http_call through the gateway's upstream
+// pools. headers carries ":method", ":path" and ":authority"; upstream names
+// the configured upstream.
+type HTTPCaller interface {
+	Call(ctx context.Context, upstream string, headers chain.Headers, body []byte, timeout time.Duration) (status int, respHeaders chain.Headers, respBody []byte, err error)
+}
+
+// ForeignFunc is a host function a plugin calls by name with
+// proxy_call_foreign_function. It must not block for long.
+type ForeignFunc func(plugin string, args []byte) ([]byte, error)
+
+// PluginStatus describes one configured plugin for the admin API.
+type PluginStatus struct {
+	Name      string    `json:"name"`
+	File      string    `json:"file"`
+	SHA256    string    `json:"sha256"`
+	Version   int       `json:"version"`
+	LoadedAt  time.Time `json:"loaded_at"`
+	LastError string    `json:"last_error,omitempty"`
+	ErrorAt   time.Time `json:"last_error_at,omitzero"`
+	VMs       int       `json:"vms"`
+	InFlight  int       `json:"requests_in_flight"`
+	Failures  uint64    `json:"vm_failures"`
+	ABI       string    `json:"abi"`
+}
+
+// Host runs every configured plugin. It is safe for concurrent use.
+type Host struct {
+	log     *slog.Logger
+	opts    Options
+	cache   wazero.CompilationCache
+	metrics *hostMetrics
+	calls   chan struct{} // one token per Wasm call in flight
+	slots   map[string]*slot
+	order   []string
+	shared  *sharedRegistry
+	dog     *watchdog
+
+	ctx    context.Context // canceled by Close: background work stops
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+	closed atomic.Bool
+	ready  atomic.Bool // every slot exists (metrics may iterate them)
+}
+
+// New compiles and starts every plugin. The error names the plugin that
+// failed; nothing is left running when it is returned.
+func New(ctx context.Context, plugins []config.Plugin, opts Options) (*Host, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.MaxCallsInFlight <= 0 {
+		opts.MaxCallsInFlight = 1024
+	}
+	h := &Host{
+		log:   opts.Logger,
+		opts:  opts,
+		calls: make(chan struct{}, opts.MaxCallsInFlight),
+		slots: map[string]*slot{},
+	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.shared = newSharedRegistry(h)
+	var err error
+	if h.metrics, err = newHostMetrics(opts.Registerer, h); err != nil {
+		return nil, err
+	}
+	if opts.CacheDir != "" {
+		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("wasm compilation cache %s: %w", opts.CacheDir, err)
+		}
+		if h.cache, err = wazero.NewCompilationCacheWithDir(opts.CacheDir); err != nil {
+			return nil, fmt.Errorf("wasm compilation cache %s: %w", opts.CacheDir, err)
+		}
+	} else {
+		h.cache = wazero.NewCompilationCache()
+	}
+	h.dog = newWatchdog(plugins)
+	h.dog.enabled = !opts.noCPULimit
+	if !opts.noCPULimit {
+		h.bg.Add(1)
+		go func() { defer h.bg.Done(); h.dog.run(h.ctx) }()
+	}
+	for _, p := range plugins {
+		s := newSlot(h, p)
+		h.slots[p.Name] = s
+		h.order = append(h.order, p.Name)
+		if err := s.loadInitial(ctx); err != nil {
+			_ = h.Close(context.Background())
+			return nil, err
+		}
+	}
+	h.ready.Store(true)
+	return h, nil
+}
+
+// Build implements chain.Builder: the chain runs the named plugins in order
+// on requests and in reverse order on responses, as Envoy does. A reference
+// with its own config gets its own root context (proxy_on_configure is
+// called with it now; a false return is an error).
+func (h *Host) Build(route string, refs []config.PluginRef) (chain.Chain, error) {
+	if len(refs) == 0 {
+		return chain.Nop, nil
+	}
+	c := &hostChain{host: h, route: route}
+	for _, ref := range refs {
+		s, ok := h.slots[ref.Name]
+		if !ok {
+			return nil, fmt.Errorf("route %q: unknown plugin %q", route, ref.Name)
+		}
+		cfg, err := ref.ConfigJSON()
+		if err != nil {
+			return nil, fmt.Errorf("route %q: plugin %q: %w", route, ref.Name, err)
+		}
+		idx := 0
+		if ref.Config != nil {
+			if idx, err = s.addConfig(cfg); err != nil {
+				return nil, fmt.Errorf("route %q: plugin %q: %w", route, ref.Name, err)
+			}
+		}
+		c.entries = append(c.entries, chainEntry{slot: s, config: idx})
+	}
+	return c, nil
+}
+
+// Status reports every plugin, in configuration order.
+func (h *Host) Status() []PluginStatus {
+	out := make([]PluginStatus, 0, len(h.order))
+	for _, name := range h.order {
+		out = append(out, h.slots[name].status())
+	}
+	return out
+}
+
+// Reload compiles the plugin's file again, starts and configures a full
+// pool of the new version off the request path, and only then swaps it in.
+// Requests in flight finish on the old VMs, which close when drained. On
+// error the old version keeps serving and the error is reported by Status.
+func (h *Host) Reload(ctx context.Context, name string) error {
+	s, ok := h.slots[name]
+	if !ok {
+		return fmt.Errorf("reload: unknown plugin %q", name)
+	}
+	if h.closed.Load() {
+		return errors.New("reload: host is closed")
+	}
+	return s.reload(ctx)
+}
+
+// Plugins lists the configured plugin names in order.
+func (h *Host) Plugins() []string { return append([]string(nil), h.order...) }
+
+// Close stops every plugin: timers, HTTP calls in flight, VMs, runtimes.
+// Streams still open fail per policy afterwards.
+func (h *Host) Close(ctx context.Context) error {
+	if !h.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	h.cancel()
+	names := append([]string(nil), h.order...)
+	sort.Strings(names)
+	for _, n := range names {
+		h.slots[n].close(ctx)
+	}
+	done := make(chan struct{})
+	go func() { h.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("close plugin host: %w", ctx.Err())
+	}
+	for _, n := range names {
+		h.slots[n].closeRuntimes(ctx)
+	}
+	if h.cache != nil {
+		_ = h.cache.Close(ctx)
+	}
+	h.metrics.unregister()
+	return nil
+}
+
+// go runs f in the background, tracked so Close waits for it.
+func (h *Host) goBG(f func()) bool {
+	if h.closed.Load() {
+		return false
+	}
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		f()
+	}()
+	return true
+}
+
+// acquireCall takes one global call slot, waiting until deadline at most.
+func (h *Host) acquireCall(deadline time.Time) bool {
+	select {
+	case h.calls <- struct{}{}:
+		return true
+	default:
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case h.calls <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (h *Host) releaseCall() { <-h.calls }
+
+func defaultPoolSize() int { return runtime.GOMAXPROCS(0) }
