@@ -242,7 +242,11 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 func writeError(ctx *fasthttp.RequestCtx, code int, reason string, reqID []byte) {
+	closeConn := ctx.Response.ConnectionClose()
 	ctx.Response.Reset()
+	if closeConn {
+		ctx.SetConnectionClose()
+	}
 	ctx.Response.SetStatusCode(code)
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	if len(reqID) > 0 {

@@ -1,0 +1,134 @@
+package proxy_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmgate/wasmgate/gateway/config"
+)
+
+func TestHardeningRawTCP(t *testing.T) {
+	verifyNone(t)
+	hits := make(chan string, 100)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hits <- r.Method + " " + r.URL.Path + " " + fmt.Sprint(len(b))
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Limits.MaxHeaderBytes = 4 << 10
+		c.Limits.MaxBodyBytes = 1 << 10
+	}), nil, nil)
+
+	big := strings.Repeat("a", 8<<10)
+	for _, tc := range []struct {
+		name, raw string
+		code      int
+		reason    string
+	}{
+		{"CL+TE smuggling", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400, "both Content-Length and Transfer-Encoding"},
+		{"TE+CL smuggling", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400, "both Content-Length and Transfer-Encoding"},
+		{"invalid CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4x\r\n\r\nabcd", 400, "malformed request"},
+		{"duplicate CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", 400, "malformed request"},
+		{"oversized header", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n", 431, "request header block too large"},
+		{"body over limit (CL)", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n" + strings.Repeat("b", 2048), 413, "request body too large"},
+		{"body over limit (chunked)", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("b", 2048) + "\r\n0\r\n\r\n", 413, "request body too large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := rawRequest(t, g.addr, tc.raw, 5*time.Second)
+			if statusOf(resp) != tc.code || !strings.Contains(resp, tc.reason) {
+				t.Fatalf("got %q, want %d %q", resp, tc.code, tc.reason)
+			}
+			if strings.Count(resp, "HTTP/1.1 ") != 1 {
+				t.Fatalf("more than one response (smuggled request served): %q", resp)
+			}
+		})
+	}
+	select {
+	case h := <-hits:
+		if strings.Contains(h, "smuggled") || strings.HasPrefix(h, "POST") {
+			t.Fatalf("upstream saw a rejected request: %s", h)
+		}
+	default:
+	}
+	// Chunked within the limit passes.
+	resp := rawRequest(t, g.addr, "POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != 200 || <-hits != "POST /ok 5" {
+		t.Fatalf("chunked body: %q", resp)
+	}
+}
+
+func TestSlowloris(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	timeout := 300 * time.Millisecond
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Limits.ReadHeaderTimeout = config.Duration(timeout)
+	}), nil, nil)
+
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	// Trickle a header byte every 50ms: each write is progress, but the
+	// header block never completes.
+	closed := make(chan time.Duration, 1)
+	go func() {
+		b := make([]byte, 512)
+		for {
+			if _, err := c.Read(b); err != nil {
+				closed <- time.Since(start)
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case d := <-closed:
+			if d < timeout || d > timeout+2*time.Second {
+				t.Fatalf("connection closed after %v, want about %v", d, timeout)
+			}
+			return
+		case <-tick.C:
+			io.WriteString(c, "X")
+		case <-time.After(5 * time.Second):
+			t.Fatal("slowloris connection still open after 5s")
+		}
+	}
+}
+
+func TestMaxConnsPerIP(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Limits.MaxConnsPerIP = 2
+	}), nil, nil)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(50 * time.Millisecond)
+	resp := rawRequest(t, g.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 3*time.Second)
+	if statusOf(resp) != 429 {
+		t.Fatalf("third connection from one IP: %q", resp)
+	}
+}
