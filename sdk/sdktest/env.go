@@ -24,6 +24,11 @@ func (h *Host) instantiateEnv() error {
 			params[i] = api.ValueTypeI64
 		}
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			for i, t := range params { // i32 arguments may carry stale high bits
+				if t == api.ValueTypeI32 {
+					stack[i] = uint64(uint32(stack[i]))
+				}
+			}
 			stack[0] = uint64(fn(m, stack[:n]))
 		}), params, []api.ValueType{api.ValueTypeI32}).Export(name)
 	}
