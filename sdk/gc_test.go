@@ -88,8 +88,6 @@ func BenchmarkRequest(b *testing.B) {
 	b.ReportMetric(float64(h.MemoryPages()), "pages")
 }
 
-
-
 // BenchmarkGCInterval measures what SetGCInterval costs and saves: the
 // test guest allocates 4 KiB of garbage per request; for each interval it
 // reports the time per request and the linear memory reached.
