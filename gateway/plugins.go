@@ -1,15 +1,140 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/upstream"
+	"github.com/wasmgate/wasmgate/wasmhost"
 )
 
-// newChains builds the plugin chains. This minimal version has no plugin
-// host: routes without plugins get the empty chain, routes with plugins are
-// refused. The Wasm host wiring replaces it.
+// maxCallResponseBytes bounds the body of a plugin's proxy_http_call answer.
+const maxCallResponseBytes = 4 << 20
+
+// newChains starts the Wasm plugin host for cfg.Plugins and registers the
+// plugin admin endpoints. Without plugins there is nothing to host.
 func newChains(cfg *config.Config, g *Gateway) (chain.Builder, io.Closer, error) {
-	return chain.NopBuilder{}, nil, nil
+	if len(cfg.Plugins) == 0 {
+		return chain.NopBuilder{}, nil, nil
+	}
+	h, err := wasmhost.New(context.Background(), cfg.Plugins, wasmhost.Options{
+		Logger:           g.Logger().With("component", "wasmhost"),
+		Registerer:       g.Registry(),
+		CacheDir:         cfg.Wasm.CacheDir,
+		MaxCallsInFlight: cfg.Wasm.MaxCallsInFlight,
+		HTTP:             upstreamCaller{pools: g.Upstreams()},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	g.Admin().Handle("GET /plugins", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, h.Status())
+	}), true)
+	g.Admin().Handle("POST /plugins/{name}/reload", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if !knownPlugin(h, name) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown plugin %q", name)})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := h.Reload(ctx, name); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+			return
+		}
+		for _, st := range h.Status() {
+			if st.Name == name {
+				writeJSON(w, http.StatusOK, map[string]any{"reloaded": name, "version": st.Version,
+					"sha256": st.SHA256, "took_ms": time.Since(start).Milliseconds()})
+				return
+			}
+		}
+	}), true)
+	return h, hostCloser{h: h, timeout: cfg.Shutdown.DrainTimeout.D()}, nil
+}
+
+func knownPlugin(h *wasmhost.Host, name string) bool {
+	for _, n := range h.Plugins() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+type hostCloser struct {
+	h       *wasmhost.Host
+	timeout time.Duration
+}
+
+func (c hostCloser) Close() error {
+	if c.timeout <= 0 {
+		c.timeout = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	return c.h.Close(ctx)
+}
+
+// upstreamCaller serves proxy_http_call through the gateway's upstream
+// pools, so a plugin's callouts obey the same connection limits as proxied
+// traffic.
+type upstreamCaller struct{ pools *upstream.Pools }
+
+func (c upstreamCaller) Call(ctx context.Context, name string, headers chain.Headers, body []byte, timeout time.Duration) (int, chain.Headers, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, nil, err
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	for _, f := range headers {
+		switch f.Name {
+		case ":method":
+			req.Header.SetMethod(f.Value)
+		case ":path":
+			req.SetRequestURI(f.Value)
+		case ":authority":
+			req.Header.SetHost(f.Value)
+		default:
+			if strings.HasPrefix(f.Name, ":") {
+				continue
+			}
+			req.Header.Add(f.Name, f.Value)
+		}
+	}
+	if len(body) > 0 {
+		req.SetBody(body)
+	}
+	if err := c.pools.Do(name, req, resp, timeout); err != nil {
+		return 0, nil, nil, fmt.Errorf("http_call to upstream %q: %w", name, err)
+	}
+	if len(resp.Body()) > maxCallResponseBytes {
+		return 0, nil, nil, errors.New("http_call response body over 4 MiB")
+	}
+	var out chain.Headers
+	for k, v := range resp.Header.All() {
+		out = append(out, chain.Header{Name: strings.ToLower(string(k)), Value: string(v)})
+	}
+	return resp.StatusCode(), out, append([]byte(nil), resp.Body()...), nil
 }

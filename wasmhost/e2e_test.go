@@ -1,0 +1,213 @@
+package wasmhost_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmgate/wasmgate/gateway"
+	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/event"
+	"github.com/wasmgate/wasmgate/internal/wasmbuild"
+)
+
+// echoUpstream answers every request with "ok", echoing x-* request headers
+// back as echo-* response headers; /callout answers a plugin's http_call.
+func echoUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range r.Header {
+			if strings.HasPrefix(strings.ToLower(k), "x-") {
+				w.Header().Set("Echo-"+k, strings.Join(v, ","))
+			}
+		}
+		if r.URL.Path == "/callout" {
+			io.WriteString(w, "callout-body")
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		if len(body) > 0 {
+			w.Write(body)
+			return
+		}
+		io.WriteString(w, "ok")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+type gw struct {
+	*gateway.Gateway
+	base, admin string
+	client      *http.Client
+}
+
+func startGateway(t *testing.T, yaml string) *gw {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), Sink: event.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return &gw{Gateway: g, base: "http://" + g.Addr(), admin: "http://" + g.AdminAddr(),
+		client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+}
+
+func (g *gw) do(t *testing.T, method, path string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, g.base+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func build(t *testing.T, lang wasmbuild.Lang, name string) string {
+	return wasmbuild.MustBuild(t, lang, filepath.Join("testdata", name))
+}
+
+func TestGatewayEndToEnd(t *testing.T) {
+	up := echoUpstream(t)
+	all := build(t, wasmbuild.C, "all.c")
+	wat := build(t, wasmbuild.WAT, "headers.wat")
+	g := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0, token: secret}
+upstreams:
+  - {name: up, targets: [%q]}
+  - {name: backend, targets: [%q]}
+routes:
+  - {name: c, match: {path_prefix: /c}, upstream: up, plugins: [all]}
+  - {name: wat, match: {path_prefix: /wat}, upstream: up, plugins: [wat]}
+  - {name: both, match: {path_prefix: /both}, upstream: up, plugins: [wat, {name: all, config: {mode: override}}]}
+  - {name: plain, match: {path_prefix: /}, upstream: up}
+plugins:
+  - {name: all, file: %q, pool_size: 2, config: {mode: default}}
+  - {name: wat, file: %q, pool_size: 1}
+storage: {enabled: false}
+wasm: {cache_dir: %q}
+`, up, up, all, wat, t.TempDir()))
+
+	resp, body := g.do(t, "GET", "/c/x", "X-In", "hello")
+	if resp.StatusCode != 200 || body != "ok" || resp.Header.Get("X-Out") != "hello" || resp.Header.Get("X-Plugin") != "all" {
+		t.Fatalf("/c: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, _ = g.do(t, "GET", "/wat", "X-In", "w")
+	if resp.Header.Get("X-Out") != "w" {
+		t.Fatalf("/wat: %v", resp.Header)
+	}
+	resp, _ = g.do(t, "GET", "/both", "X-In", "b")
+	if got := resp.Header.Values("X-Out"); len(got) != 2 {
+		t.Fatalf("/both: X-Out %v", got)
+	}
+	resp, body = g.do(t, "GET", "/c/deny", "X-Test", "deny")
+	if resp.StatusCode != 403 || body != "denied\n" || resp.Header.Get("X-Deny") != "1" {
+		t.Fatalf("deny: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	// http_call through the upstream pools, answered on the VM, resuming the request.
+	resp, _ = g.do(t, "GET", "/c/call", "X-Test", "httpcall")
+	if resp.StatusCode != 200 || resp.Header.Get("Echo-X-Call-Status") != "200" || resp.Header.Get("Echo-X-Call-Body") != "callout-body" {
+		t.Fatalf("httpcall: %d %v", resp.StatusCode, resp.Header)
+	}
+	// properties come from chain.Info and the request
+	resp, _ = g.do(t, "GET", "/c/props?q=1", "X-Test", "props")
+	if resp.Header.Get("Echo-X-P-Route") != "c" || resp.Header.Get("Echo-X-P-Upstream") != "up" ||
+		resp.Header.Get("Echo-X-P-Path") != "/c/props?q=1" || resp.Header.Get("Echo-X-P-Plugin") != "all" {
+		t.Fatalf("props: %v", resp.Header)
+	}
+
+	// admin: token required; status lists both plugins; reload swaps a version.
+	req, _ := http.NewRequest("GET", g.admin+"/plugins", nil)
+	r0, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0.Body.Close()
+	if r0.StatusCode != http.StatusUnauthorized && r0.StatusCode != http.StatusForbidden {
+		t.Fatalf("/plugins without token: %d", r0.StatusCode)
+	}
+	var status []struct {
+		Name    string `json:"name"`
+		Version int    `json:"version"`
+		VMs     int    `json:"vms"`
+	}
+	adminJSON(t, g, "GET", "/plugins", &status)
+	if len(status) != 2 || status[0].Name != "all" || status[0].VMs != 2 || status[0].Version != 1 {
+		t.Fatalf("status %+v", status)
+	}
+	var rel map[string]any
+	if code := adminJSON(t, g, "POST", "/plugins/all/reload", &rel); code != 200 {
+		t.Fatalf("reload: %d %v", code, rel)
+	}
+	adminJSON(t, g, "GET", "/plugins", &status)
+	if status[0].Version != 2 {
+		t.Fatalf("after reload: %+v", status)
+	}
+	if code := adminJSON(t, g, "POST", "/plugins/nope/reload", &rel); code != 404 {
+		t.Fatalf("reload unknown: %d", code)
+	}
+	resp, _ = g.do(t, "GET", "/c/after", "X-In", "again")
+	if resp.Header.Get("X-Out") != "again" {
+		t.Fatalf("after reload: %v", resp.Header)
+	}
+	resp, body = g.do(t, "GET", "/plain")
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("/plain %d %q", resp.StatusCode, body)
+	}
+	// the compilation cache was written
+	entries, _ := os.ReadDir(g.Config().Wasm.CacheDir)
+	if len(entries) == 0 {
+		t.Fatal("compilation cache dir is empty")
+	}
+}
+
+func adminJSON(t *testing.T, g *gw, method, path string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, g.admin+path, nil)
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+	}
+	return resp.StatusCode
+}
