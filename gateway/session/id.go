@@ -10,6 +10,7 @@ import (
 
 var ids = struct {
 	mu      sync.Mutex
+	lastMs  uint64
 	entropy *ulid.MonotonicEntropy
 }{entropy: ulid.Monotonic(rand.Reader, 0)}
 
@@ -20,8 +21,11 @@ var ids = struct {
 // next one adds a random increment below 2^32 to the previous one). Session
 // ids identify, they do not authenticate. Safe for concurrent use.
 func NewID() string {
-	now := ulid.Timestamp(time.Now())
 	ids.mu.Lock()
+	// Read the clock under the lock, and never let it go back (a wall
+	// clock step), so every id is greater than the one before.
+	now := max(ulid.Timestamp(time.Now()), ids.lastMs)
+	ids.lastMs = now
 	id, err := ulid.New(now, ids.entropy)
 	ids.mu.Unlock()
 	if err != nil {

@@ -75,9 +75,10 @@ type Table struct {
 	mask   uint64
 	seed   maphash.Seed
 
-	max     int64
-	idle    time.Duration
-	every   time.Duration
+	max     atomic.Int64
+	idle    atomic.Int64 // ns
+	every   atomic.Int64 // ns
+	reconf  chan struct{}
 	n       atomic.Int64
 	closed  atomic.Bool
 	track   trackLimits
@@ -106,17 +107,11 @@ func newTable(cfg config.Sessions, sseCfg config.SSE, sink event.Sink, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	every := cfg.CleanupInterval.D()
-	if every <= 0 {
-		every = defaultCleanupInterval
-	}
 	t := &Table{
 		shards: make([]shard, shards),
 		mask:   uint64(shards - 1),
 		seed:   maphash.MakeSeed(),
-		max:    int64(cfg.MaxSessions),
-		idle:   cfg.IdleTimeout.D(),
-		every:  every,
+		reconf: make(chan struct{}, 1),
 		sink:   sink,
 		log:    log,
 	}
@@ -124,13 +119,32 @@ func newTable(cfg config.Sessions, sseCfg config.SSE, sink event.Sink, log *slog
 		t.shards[i].m = make(map[string]*Session)
 	}
 	t.metrics = newMetrics(reg)
-	t.track = trackLimits{
-		ids:     sseCfg.TrackedEventIDs,
-		streams: sseCfg.TrackedStreams,
-		ttl:     int64(sseCfg.TrackedEventTTL.D()),
-		evicted: t.metrics.streamsEvicted,
-	}
+	t.track.evicted = t.metrics.streamsEvicted
+	t.Reconfigure(cfg, sseCfg)
 	return t
+}
+
+// Reconfigure applies new limits (a configuration reload) to the live
+// table: max_sessions, idle_timeout and cleanup_interval take effect at
+// once, tracking limits on each session's next tracked id. Lowering
+// max_sessions below Len ends no session; it only refuses new ones until
+// enough have ended.
+func (t *Table) Reconfigure(cfg config.Sessions, sseCfg config.SSE) {
+	every := cfg.CleanupInterval.D()
+	if every <= 0 {
+		every = defaultCleanupInterval
+	}
+	t.max.Store(int64(cfg.MaxSessions))
+	t.idle.Store(int64(cfg.IdleTimeout.D()))
+	t.track.ids.Store(int64(sseCfg.TrackedEventIDs))
+	t.track.streams.Store(int64(sseCfg.TrackedStreams))
+	t.track.ttl.Store(int64(sseCfg.TrackedEventTTL.D()))
+	if t.every.Swap(int64(every)) != int64(every) {
+		select {
+		case t.reconf <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (t *Table) shardOf(id string) *shard {
@@ -184,7 +198,7 @@ func (t *Table) Touch(id, route string) (s *Session, started bool, err error) {
 		sh.mu.Unlock()
 		return s, false, nil
 	}
-	if t.n.Add(1) > t.max {
+	if t.n.Add(1) > t.max.Load() {
 		t.n.Add(-1)
 		sh.mu.Unlock()
 		t.metrics.rejectedFull.Inc()
@@ -239,12 +253,14 @@ func (t *Table) ended(s *Session, reason string, now time.Time) {
 // and forgets tracked streams whose ids all outlived their TTL. It returns
 // when ctx is done. An idle_timeout of 0 disables expiry.
 func (t *Table) Run(ctx context.Context) {
-	tick := time.NewTicker(t.every)
+	tick := time.NewTicker(time.Duration(t.every.Load()))
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.reconf:
+			tick.Reset(time.Duration(t.every.Load()))
 		case now := <-tick.C:
 			t.sweep(now)
 		}
@@ -257,6 +273,7 @@ func (t *Table) Run(ctx context.Context) {
 // session.
 func (t *Table) sweep(now time.Time) {
 	nowNs := now.UnixNano()
+	idle := t.idle.Load()
 	var expired, withStreams []*Session
 	var ended int
 	for i := range t.shards {
@@ -264,7 +281,7 @@ func (t *Table) sweep(now time.Time) {
 		expired, withStreams = expired[:0], withStreams[:0]
 		sh.mu.RLock()
 		for _, s := range sh.m {
-			if t.idle > 0 && nowNs-s.lastSeen.Load() > int64(t.idle) {
+			if idle > 0 && nowNs-s.lastSeen.Load() > idle {
 				expired = append(expired, s)
 			} else if s.nStreams.Load() > 0 {
 				withStreams = append(withStreams, s)
@@ -275,7 +292,7 @@ func (t *Table) sweep(now time.Time) {
 			n := 0
 			sh.mu.Lock()
 			for _, s := range expired {
-				if nowNs-s.lastSeen.Load() > int64(t.idle) && sh.m[s.ID] == s {
+				if nowNs-s.lastSeen.Load() > idle && sh.m[s.ID] == s {
 					delete(sh.m, s.ID)
 					expired[n] = s
 					n++

@@ -672,3 +672,121 @@ func BenchmarkTrackEventID(b *testing.B) {
 		s.TrackEventID("route /sse", ids[i&255])
 	}
 }
+
+func TestReconfigure(t *testing.T) {
+	rec := &recorder{}
+	tbl := NewTable(sessionsCfg(2, time.Hour, time.Hour), sseCfg(4, 2, time.Hour), rec, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tbl.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	tbl.Touch("a", "r")
+	tbl.Touch("b", "r")
+	if _, _, err := tbl.Touch("c", "r"); !errors.Is(err, ErrFull) {
+		t.Fatalf("Touch(c): %v, want ErrFull", err)
+	}
+	tbl.Reconfigure(sessionsCfg(3, time.Hour, time.Hour), sseCfg(4, 2, time.Hour))
+	if _, _, err := tbl.Touch("c", "r"); err != nil {
+		t.Fatalf("Touch(c) after raising max_sessions: %v", err)
+	}
+
+	// Shorter idle timeout and cleanup interval: the running loop (whose
+	// ticker was at 1h) picks them up and expires everything.
+	tbl.Reconfigure(sessionsCfg(3, 20*time.Millisecond, 5*time.Millisecond), sseCfg(4, 2, time.Hour))
+	deadline := time.Now().Add(5 * time.Second)
+	for tbl.Len() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions left 5s after shortening idle_timeout", tbl.Len())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ends := rec.ends(); len(ends) != 3 || ends["a"] != ReasonIdle {
+		t.Errorf("ends %v", ends)
+	}
+}
+
+func TestReconfigureTracking(t *testing.T) {
+	ids := func(from, to int) []string {
+		var out []string
+		for i := from; i <= to; i++ {
+			out = append(out, fmt.Sprint(i))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		before      int // tracked_event_ids before
+		tracked     int // ids 1..tracked tracked before the change
+		after       int
+		more        int // ids tracked after the change
+		wantKnown   []string
+		wantUnknown []string
+		wantLast    string
+	}{
+		{"lower after wrap", 4, 6, 2, 1, ids(6, 7), ids(1, 5), "7"},
+		{"lower before wrap", 4, 3, 2, 1, ids(3, 4), ids(1, 2), "4"},
+		{"raise after wrap", 3, 5, 5, 2, ids(3, 7), ids(1, 2), "7"},
+		{"raise then wrap again", 3, 5, 4, 3, ids(5, 8), ids(1, 4), "8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl := NewTable(sessionsCfg(10, time.Hour, time.Hour), sseCfg(tc.before, 2, time.Hour), nil, nil, nil)
+			s, _, _ := tbl.Touch("s", "r")
+			for i := 1; i <= tc.tracked; i++ {
+				s.TrackEventID("st", fmt.Sprint(i))
+			}
+			tbl.Reconfigure(sessionsCfg(10, time.Hour, time.Hour), sseCfg(tc.after, 2, time.Hour))
+			for i := tc.tracked + 1; i <= tc.tracked+tc.more; i++ {
+				s.TrackEventID("st", fmt.Sprint(i))
+			}
+			for _, id := range tc.wantKnown {
+				if !s.KnowsEventID("st", id) {
+					t.Errorf("id %s forgotten", id)
+				}
+			}
+			for _, id := range tc.wantUnknown {
+				if s.KnowsEventID("st", id) {
+					t.Errorf("id %s still known", id)
+				}
+			}
+			if last, _ := s.LastEventID("st"); last != tc.wantLast {
+				t.Errorf("LastEventID %q, want %q", last, tc.wantLast)
+			}
+			if st := s.stream("st"); tc.more > 0 && (len(st.ids) > tc.after || cap(st.ids) > max(tc.after, tc.before)) {
+				t.Errorf("ring len %d cap %d after limit %d", len(st.ids), cap(st.ids), tc.after)
+			}
+		})
+	}
+}
+
+// BenchmarkTouchChurn mixes session churn into the request path: one
+// operation in 16 ends a session and starts a new one (write locks), the
+// rest touch known sessions. A single shard makes every write stall all
+// readers; shards confine it to 1/64 of the table.
+func BenchmarkTouchChurn(b *testing.B) {
+	for _, shards := range []int{defaultShards, 1} {
+		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+			tbl := newTable(sessionsCfg(1<<20, time.Hour, time.Second), config.SSE{}, nil, nil, nil, shards)
+			ids := make([]string, 4096)
+			for i := range ids {
+				ids[i] = NewID()
+				tbl.Touch(ids[i], "r")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := rand.IntN(len(ids))
+				for pb.Next() {
+					id := ids[i&(len(ids)-1)]
+					if i&15 == 0 {
+						tbl.End(id, ReasonDeleted)
+					}
+					if _, _, err := tbl.Touch(id, "r"); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		})
+	}
+}

@@ -33,9 +33,9 @@ func (s *Session) Requests() uint64 { return s.requests.Load() }
 
 // trackLimits are the table-wide bounds of event-id tracking.
 type trackLimits struct {
-	ids     int   // ids per stream (sse.tracked_event_ids); 0 disables tracking
-	streams int   // streams per session (sse.tracked_streams)
-	ttl     int64 // ns; 0 means ids never expire
+	ids     atomic.Int64 // ids per stream (sse.tracked_event_ids); 0 disables tracking
+	streams atomic.Int64 // streams per session (sse.tracked_streams)
+	ttl     atomic.Int64 // ns; 0 means ids never expire
 	evicted prometheus.Counter
 }
 
@@ -66,8 +66,8 @@ func (s *Session) stream(name string) *trackedStream {
 // stream and at most sse.tracked_streams streams; a new stream past that
 // replaces the least recently used one. An empty id is ignored.
 func (s *Session) TrackEventID(stream, id string) {
-	lim := s.track
-	if id == "" || lim.ids <= 0 || lim.streams <= 0 {
+	maxIDs, maxStreams := int(s.track.ids.Load()), int(s.track.streams.Load())
+	if id == "" || maxIDs <= 0 || maxStreams <= 0 {
 		return
 	}
 	now := time.Now().UnixNano()
@@ -75,8 +75,8 @@ func (s *Session) TrackEventID(stream, id string) {
 	defer s.mu.Unlock()
 	st := s.stream(stream)
 	if st == nil {
-		st = &trackedStream{name: stream, ids: make([]trackedID, 0, min(lim.ids, 8))}
-		if len(s.streams) < lim.streams {
+		st = &trackedStream{name: stream, ids: make([]trackedID, 0, min(maxIDs, 8))}
+		if len(s.streams) < maxStreams {
 			s.streams = append(s.streams, st)
 			s.nStreams.Store(int32(len(s.streams)))
 		} else {
@@ -87,16 +87,25 @@ func (s *Session) TrackEventID(stream, id string) {
 				}
 			}
 			s.streams[lru] = st
-			lim.evicted.Inc()
+			s.track.evicted.Inc()
 		}
 	}
 	st.last = now
-	if len(st.ids) < lim.ids {
+	if len(st.ids) > maxIDs {
+		st.shrink(maxIDs) // the limit was lowered by a reload
+	}
+	if len(st.ids) < maxIDs {
 		if len(st.ids) == cap(st.ids) {
 			// Grow by hand so that capacity never passes the limit.
-			grown := make([]trackedID, len(st.ids), min(2*cap(st.ids), lim.ids))
-			copy(grown, st.ids)
+			grown := make([]trackedID, len(st.ids), min(2*cap(st.ids), maxIDs))
+			st.copyOldestFirst(grown)
 			st.ids = grown
+		} else if len(st.ids) > 0 && st.head != len(st.ids)-1 {
+			// The limit was raised after the ring had wrapped: unwrap it
+			// so that appending keeps the order.
+			unwrapped := make([]trackedID, len(st.ids), cap(st.ids))
+			st.copyOldestFirst(unwrapped)
+			st.ids = unwrapped
 		}
 		st.ids = append(st.ids, trackedID{id, now})
 		st.head = len(st.ids) - 1
@@ -144,8 +153,27 @@ func (s *Session) LastEventID(stream string) (string, bool) {
 	return "", false
 }
 
+// copyOldestFirst copies the ring into dst (len(dst) == len(st.ids)) from
+// the oldest entry to the newest.
+func (st *trackedStream) copyOldestFirst(dst []trackedID) {
+	if len(st.ids) == 0 {
+		return
+	}
+	n := copy(dst, st.ids[st.head+1:])
+	copy(dst[n:], st.ids[:st.head+1])
+}
+
+// shrink keeps the newest n entries.
+func (st *trackedStream) shrink(n int) {
+	all := make([]trackedID, len(st.ids))
+	st.copyOldestFirst(all)
+	st.ids = append(make([]trackedID, 0, n), all[len(all)-n:]...)
+	st.head = n - 1
+}
+
 func (s *Session) fresh(at, now int64) bool {
-	return s.track.ttl <= 0 || now-at <= s.track.ttl
+	ttl := s.track.ttl.Load()
+	return ttl <= 0 || now-at <= ttl
 }
 
 func (st *trackedStream) newest() (trackedID, bool) {
@@ -176,14 +204,15 @@ func (s *Session) lastEventIDs(now int64) map[string]string {
 // pruneStreams forgets streams whose latest id is past its TTL, so a
 // long-lived session does not keep the ids of streams it closed long ago.
 func (s *Session) pruneStreams(now int64) {
-	if s.track.ttl <= 0 {
+	ttl := s.track.ttl.Load()
+	if ttl <= 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	kept := s.streams[:0]
 	for _, st := range s.streams {
-		if now-st.last <= s.track.ttl {
+		if now-st.last <= ttl {
 			kept = append(kept, st)
 		}
 	}
