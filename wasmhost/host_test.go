@@ -218,3 +218,5 @@ func (th *testHost) metric(t testing.TB, name string, want map[string]string) fl
 var _ = errors.New
 var _ = fmt.Sprint
 var _ = os.Getpid
+
+func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }

@@ -57,7 +57,7 @@ EXPORT(proxy_on_vm_start) int on_vm_start(uint32_t root, size_t size) {
     memcpy(vm_config, d, vm_config_len);
     free(d);
   }
-  if (vm_config_len == 7 && memcmp(vm_config, "\"refuse", 7) == 0) return 0;
+  if (strstr(vm_config, "refuse")) return 0;
   return 1;
 }
 
