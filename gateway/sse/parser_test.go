@@ -13,8 +13,8 @@ import (
 // got is an Event copied out of the parser (whose buffers are reused).
 type got struct {
 	Raw, Data, ID, Last, Name string
-	HasID, Dispatch          bool
-	Retry                    int64
+	HasID, Dispatch           bool
+	Retry                     int64
 }
 
 func (g got) String() string {
@@ -461,8 +461,8 @@ func TestAppendEvent(t *testing.T) {
 
 func TestAppendComment(t *testing.T) {
 	for in, want := range map[string]string{
-		"hb":       ": hb\n\n",
-		"":         ":\n\n",
+		"hb":        ": hb\n\n",
+		"":          ":\n\n",
 		"a\nb\r\nc": ": a\n: b\n: c\n\n",
 	} {
 		got := string(AppendComment(nil, in))
