@@ -1,0 +1,385 @@
+package meter
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Names the metered module links against and exports.
+const (
+	// ImportModule is the host module that provides YieldName.
+	ImportModule = "wasmgate_meter"
+	// YieldName is the one function the metering pass imports, type
+	// () -> (). A metered guest calls it when its fuel is exhausted.
+	YieldName = "yield"
+	// FuelGlobal is the exported mutable i64 global holding the fuel left
+	// in the current slice. Charges subtract from it; below zero the
+	// guest calls yield.
+	FuelGlobal = "wasmgate_fuel"
+)
+
+// Costs, in units. A unit is one Wasm instruction of the guest's own code;
+// Calibrate measures what a unit costs in time on this machine.
+const (
+	// bulkMemoryShift: memory.fill/copy/init cost one unit per 16 bytes.
+	bulkMemoryShift = 4
+	// Table bulk operations cost one unit per element (shift 0).
+	bulkTableShift = 0
+)
+
+// Config tunes the metering pass.
+type Config struct {
+	// DropNames drops the "name" custom section instead of renumbering
+	// its function entries. Names only serve stack traces.
+	DropNames bool
+}
+
+// Instrument returns wasm with metering inserted:
+//
+//   - a mutable i64 global, appended after the module's globals (no
+//     global index moves) and exported as FuelGlobal;
+//   - one function import, ImportModule.YieldName, appended after the
+//     module's imports, which moves every defined function's index up by
+//     one: calls, ref.func, exports, the start function, element segments,
+//     function-typed global initializers and the name section are
+//     renumbered to match;
+//   - a charge at each function entry and at each loop header, before the
+//     code it pays for runs. A charge subtracts the static cost of the
+//     instructions whose innermost enclosing loop (or the function body,
+//     outside all loops) it heads: between two charges control only moves
+//     forward, so each of those instructions runs at most once per charge,
+//     and any run of n instructions has been paid for in advance. Calls
+//     pay at the callee's entry, so recursion and call_indirect cycles
+//     are covered;
+//   - before memory.fill/copy/init and table.fill/copy/init/grow, a
+//     charge computed from the length operand, so one instruction cannot
+//     do unbounded work for a constant price.
+//
+// A charge is: global.get; i64.const cost; i64.sub; local.tee; global.set;
+// local.get; i64.const 0; i64.lt_s; if call yield end — one load, one
+// store and one predicted branch per function call or loop iteration.
+//
+// DWARF sections (".debug_*") are dropped because their code offsets no
+// longer hold; other custom sections are kept. A module using a construct
+// outside Wasm 2.0 is refused with an error naming it.
+func Instrument(wasm []byte, cfg Config) ([]byte, error) {
+	m, err := Decode(wasm)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.instrument(cfg); err != nil {
+		return nil, err
+	}
+	return m.Encode(), nil
+}
+
+func (m *Module) instrument(cfg Config) error {
+	for _, im := range m.imports {
+		if im.module == ImportModule {
+			return fmt.Errorf("meter: module already imports from %q (metered twice?)", ImportModule)
+		}
+	}
+	for _, e := range m.exports {
+		if e.name == FuelGlobal {
+			return fmt.Errorf("meter: module already exports %q (metered twice?)", FuelGlobal)
+		}
+	}
+	nfuncs := m.importedFuncs + uint32(len(m.funcTypes))
+	if nfuncs == ^uint32(0) {
+		return fmt.Errorf("meter: too many functions to add the yield import")
+	}
+
+	// The yield import's type: reuse () -> () if the module has it.
+	yieldType := uint32(len(m.types))
+	for i, t := range m.types {
+		if len(t.params) == 0 && len(t.results) == 0 {
+			yieldType = uint32(i)
+			break
+		}
+	}
+	if yieldType == uint32(len(m.types)) {
+		m.types = append(m.types, funcType{})
+		m.ensure(secType).out = m.encodeTypes()
+	}
+
+	yield := m.importedFuncs
+	remap := func(i uint32) uint32 {
+		if i >= yield {
+			return i + 1
+		}
+		return i
+	}
+	m.imports = append(m.imports, importEntry{
+		module: ImportModule, name: YieldName, kind: kindFunc,
+		desc: appendU32([]byte{kindFunc}, yieldType),
+	})
+	m.ensure(secImport).out = m.encodeImports()
+
+	fuel := m.importedGlobals + uint32(len(m.globals))
+	m.globals = append(m.globals, global{valType: typeI64, mutable: 1, init: []byte{opI64Const, 0, opEnd}})
+	m.ensure(secGlobal).out = m.encodeGlobals(remap)
+
+	m.exports = append(m.exports, export{name: FuelGlobal, kind: kindGlobal, index: fuel})
+	m.ensure(secExport).out = m.encodeExports(remap)
+
+	if m.start != nil {
+		m.section(secStart).out = appendU32(nil, remap(*m.start))
+	}
+	if s := m.section(secElement); s != nil {
+		s.out = m.encodeElements(remap)
+	}
+	if s := m.section(secCode); s != nil {
+		out, err := m.meterCode(remap, fuel, yield)
+		if err != nil {
+			return err
+		}
+		s.out = out
+	}
+	for _, s := range m.sections {
+		if s.id != secCustom {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s.name, ".debug_"):
+			s.drop = true
+		case s.name == "name":
+			if cfg.DropNames {
+				s.drop = true
+				continue
+			}
+			out, ok := renumberNames(s.body, remap)
+			if !ok {
+				s.drop = true // malformed: engines ignore it, so do we
+				continue
+			}
+			s.out = appendName(nil, "name")
+			s.out = append(s.out, out...)
+		}
+	}
+	return nil
+}
+
+// ensure returns the section with id, creating an empty one at its place
+// in the section order if the module has none.
+func (m *Module) ensure(id byte) *section {
+	if s := m.section(id); s != nil {
+		return s
+	}
+	s := &section{id: id}
+	at := len(m.sections)
+	lastKnown := -1
+	for i, o := range m.sections {
+		if o.id == secCustom {
+			continue
+		}
+		if sectionRank[o.id] > sectionRank[id] {
+			at = i
+			break
+		}
+		lastKnown = i
+	}
+	if at == len(m.sections) {
+		at = lastKnown + 1
+	}
+	m.sections = append(m.sections, nil)
+	copy(m.sections[at+1:], m.sections[at:])
+	m.sections[at] = s
+	return s
+}
+
+// edit is a change to a function body at byte offset pos.
+type edit struct {
+	pos, end int // bytes [pos, end) are replaced (end == pos: insertion)
+	kind     byte
+	value    uint32 // region (charge), new index (renumber) or shift (bulk)
+}
+
+const (
+	editCharge   = iota // insert a static charge for region value
+	editRenumber        // rewrite call/ref.func to function index value
+	editBulk            // insert a dynamic charge, length >> value
+)
+
+func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byte, error) {
+	out := appendU32(nil, uint32(len(m.codes)))
+	var fnBuf []byte
+	var edits []edit
+	var regions []int64
+	var frames []int
+	for i := range m.codes {
+		c := &m.codes[i]
+		ti := m.funcTypes[i]
+		if int(ti) >= len(m.types) {
+			return nil, fmt.Errorf("meter: function %d: type index %d out of range", m.importedFuncs+uint32(i), ti)
+		}
+		nlocals := uint64(len(m.types[ti].params))
+		for _, g := range c.locals {
+			nlocals += uint64(g.n)
+		}
+
+		// Pass 1: costs per region, and where to edit.
+		edits, regions, frames = edits[:0], append(regions[:0], 0), append(frames[:0], 0)
+		edits = append(edits, edit{kind: editCharge, value: 0})
+		hasBulk := false
+		r := &reader{b: c.body, base: c.offset}
+		for !r.eof() {
+			start := r.pos
+			in, err := r.next()
+			if err != nil {
+				return nil, err
+			}
+			regions[frames[len(frames)-1]]++
+			switch in.op {
+			case opBlock, opIf:
+				frames = append(frames, frames[len(frames)-1])
+			case opLoop:
+				regions = append(regions, 0)
+				frames = append(frames, len(regions)-1)
+				edits = append(edits, edit{pos: r.pos, end: r.pos, kind: editCharge, value: uint32(len(regions) - 1)})
+			case opEnd:
+				frames = frames[:len(frames)-1]
+				if len(frames) == 0 && !r.eof() {
+					return nil, r.errorf("code after the function's end")
+				}
+			case opCall, opRefFunc:
+				if n := remap(in.index); n != in.index {
+					edits = append(edits, edit{pos: start, end: r.pos, kind: editRenumber, value: n})
+				}
+			case opMemoryFill, opMemoryCopy, opMemoryInit:
+				hasBulk = true
+				edits = append(edits, edit{pos: start, end: start, kind: editBulk, value: bulkMemoryShift})
+			case opTableFill, opTableCopy, opTableInit, opTableGrow:
+				hasBulk = true
+				edits = append(edits, edit{pos: start, end: start, kind: editBulk, value: bulkTableShift})
+			}
+			if len(frames) == 0 {
+				break
+			}
+		}
+		if len(frames) != 0 {
+			return nil, r.errorf("function body ends inside a block")
+		}
+
+		// Pass 2: write the body with its new locals.
+		locals := append([]localGroup(nil), c.locals...)
+		tmp64 := uint32(nlocals)
+		locals = append(locals, localGroup{n: 1, valType: typeI64})
+		tmp32 := tmp64 + 1
+		if hasBulk {
+			locals = append(locals, localGroup{n: 1, valType: typeI32})
+		}
+		if nlocals+2 >= 1<<32 {
+			return nil, fmt.Errorf("meter: function %d: too many locals", m.importedFuncs+uint32(i))
+		}
+		fnBuf = appendLocals(fnBuf[:0], locals)
+		last := 0
+		for _, e := range edits {
+			fnBuf = append(fnBuf, c.body[last:e.pos]...)
+			last = e.end
+			switch e.kind {
+			case editCharge:
+				fnBuf = appendU32(append(fnBuf, opGlobalGet), fuel)
+				fnBuf = appendS64(append(fnBuf, opI64Const), regions[e.value])
+				fnBuf = append(fnBuf, opI64Sub)
+				fnBuf = appendCheck(fnBuf, fuel, yield, tmp64)
+			case editRenumber:
+				fnBuf = appendU32(append(fnBuf, c.body[e.pos]), e.value)
+			case editBulk:
+				// Stack: ... length. Keep it, and charge length >> shift.
+				fnBuf = appendU32(append(fnBuf, opLocalTee), tmp32)
+				fnBuf = appendU32(append(fnBuf, opGlobalGet), fuel)
+				fnBuf = appendU32(append(fnBuf, opLocalGet), tmp32)
+				fnBuf = append(fnBuf, opI64ExtendU)
+				if e.value != 0 {
+					fnBuf = appendS64(append(fnBuf, opI64Const), int64(e.value))
+					fnBuf = append(fnBuf, opI64ShrU)
+				}
+				fnBuf = append(fnBuf, opI64Sub)
+				fnBuf = appendCheck(fnBuf, fuel, yield, tmp64)
+			}
+		}
+		fnBuf = append(fnBuf, c.body[last:]...)
+		out = appendU32(out, uint32(len(fnBuf)))
+		out = append(out, fnBuf...)
+	}
+	return out, nil
+}
+
+// appendCheck stores the new fuel (on the stack) and calls yield when it
+// is negative.
+func appendCheck(b []byte, fuel, yield, tmp uint32) []byte {
+	b = appendU32(append(b, opLocalTee), tmp)
+	b = appendU32(append(b, opGlobalSet), fuel)
+	b = appendU32(append(b, opLocalGet), tmp)
+	b = append(b, opI64Const, 0, opI64LtS, opIf, 0x40, opCall)
+	b = appendU32(b, yield)
+	return append(b, opEnd)
+}
+
+// renumberNames rewrites the function indices of the name section's
+// function (1), local (2) and label (3) subsections; the others (module,
+// types, tables, memories, globals, element and data segments) hold no
+// function indices and are copied. ok is false for a malformed section.
+func renumberNames(body []byte, remap func(uint32) uint32) (out []byte, ok bool) {
+	r := &reader{b: body}
+	for !r.eof() {
+		id, err := r.byte()
+		if err != nil {
+			return nil, false
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, false
+		}
+		sub, err := r.bytes(size)
+		if err != nil {
+			return nil, false
+		}
+		if id < 1 || id > 3 {
+			out = append(out, id)
+			out = appendU32(out, size)
+			out = append(out, sub...)
+			continue
+		}
+		sr := &reader{b: sub}
+		n, err := sr.count(2)
+		if err != nil {
+			return nil, false
+		}
+		payload := appendU32(nil, n)
+		for i := uint32(0); i < n; i++ {
+			idx, err := sr.u32()
+			if err != nil {
+				return nil, false
+			}
+			payload = appendU32(payload, remap(idx))
+			start := sr.pos
+			if id == 1 {
+				if _, err := sr.name(); err != nil {
+					return nil, false
+				}
+			} else { // a name map per function
+				k, err := sr.count(2)
+				if err != nil {
+					return nil, false
+				}
+				for j := uint32(0); j < k; j++ {
+					if _, err := sr.u32(); err != nil {
+						return nil, false
+					}
+					if _, err := sr.name(); err != nil {
+						return nil, false
+					}
+				}
+			}
+			payload = append(payload, sub[start:sr.pos]...)
+		}
+		if !sr.eof() {
+			return nil, false
+		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(payload)))
+		out = append(out, payload...)
+	}
+	return out, true
+}
