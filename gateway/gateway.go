@@ -21,6 +21,7 @@ import (
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/event"
 	"github.com/wasmgate/wasmgate/gateway/proxy"
+	"github.com/wasmgate/wasmgate/gateway/session"
 	"github.com/wasmgate/wasmgate/gateway/upstream"
 )
 
@@ -49,6 +50,7 @@ type Gateway struct {
 	proxy *proxy.Proxy
 	srv   *fasthttp.Server
 	admin *admin.Server
+	table *session.Table
 
 	chains      chain.Builder
 	chainCloser io.Closer
@@ -112,10 +114,13 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 		}
 	}
 
+	g.table = session.NewTable(cfg.Sessions, cfg.SSE, g.sink, log.With("component", "sessions"), reg)
+
 	if g.proxy, err = proxy.New(proxy.Options{
 		Config:     cfg,
 		Upstreams:  g.pools,
 		Chains:     chains,
+		Sessions:   sessions{g.table},
 		Sink:       g.sink,
 		Replayer:   g.replayer,
 		Logger:     log,
@@ -158,6 +163,13 @@ func (g *Gateway) Start() error {
 	g.ln = ln
 	g.serveErr = make(chan error, 1)
 	go func() { g.serveErr <- g.srv.Serve(ln) }()
+	bg, cancel := context.WithCancel(context.Background())
+	g.bgCancel = cancel
+	g.bgDone.Add(1)
+	go func() {
+		defer g.bgDone.Done()
+		g.table.Run(bg)
+	}()
 	g.admin.SetReady(true)
 	g.log.Info("gateway listening", "addr", ln.Addr().String(), "admin", g.admin.Addr())
 	return nil
@@ -217,10 +229,35 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Sessions returns the session table.
+func (g *Gateway) Sessions() *session.Table { return g.table }
+
+// sessions adapts session.Table to proxy.Sessions.
+type sessions struct{ t *session.Table }
+
+func (s sessions) Touch(id, route string) (proxy.Session, bool, error) {
+	sess, started, err := s.t.Touch(id, route)
+	if err != nil {
+		return nil, false, err
+	}
+	return sess, started, nil
+}
+
+func (s sessions) End(id, reason string) bool { return s.t.End(id, reason) }
+
 // closeParts closes what New built, recorder last.
 func (g *Gateway) closeParts() []error {
 	var errs []error
 	g.closeOnce.Do(func() {
+		if g.bgCancel != nil {
+			g.bgCancel()
+			g.bgDone.Wait()
+		}
+		if g.table != nil {
+			// Every live session gets its SessionEnd before the recorder
+			// flushes.
+			g.table.Close()
+		}
 		if g.pools != nil {
 			g.pools.Close()
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/event"
 	"github.com/wasmgate/wasmgate/gateway/proxy"
@@ -98,13 +99,25 @@ func testLogger() *slog.Logger {
 // startGateway serves cfg on loopback until the test ends.
 func startGateway(t testing.TB, cfg *config.Config, sess proxy.Sessions, sink event.Sink) *gw {
 	t.Helper()
+	return startGatewayOpts(t, proxy.Options{Config: cfg, Sessions: sess, Sink: sink})
+}
+
+func startGatewayChains(t testing.TB, cfg *config.Config, chains map[string]chain.Chain) *gw {
+	t.Helper()
+	return startGatewayOpts(t, proxy.Options{Config: cfg, Chains: chains})
+}
+
+func startGatewayOpts(t testing.TB, opts proxy.Options) *gw {
+	t.Helper()
+	cfg := opts.Config
 	reg := prometheus.NewRegistry()
 	log := testLogger()
 	pools, err := upstream.NewPools(cfg.Upstreams, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.New(proxy.Options{Config: cfg, Upstreams: pools, Sessions: sess, Sink: sink, Logger: log, Registerer: reg})
+	opts.Upstreams, opts.Logger, opts.Registerer = pools, log, reg
+	p, err := proxy.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,7 @@ type Proxy struct {
 	writeTimeout time.Duration
 	bodyTimeout  time.Duration
 
+	parsers   sync.Pool      // *sse.Parser
 	streams   sync.WaitGroup // open SSE relays
 	closing   chan struct{}
 	closeOnce sync.Once

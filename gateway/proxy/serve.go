@@ -33,23 +33,24 @@ type exchange struct {
 	long   bool
 	start  time.Time
 
-	body     io.Reader // upstream response body
-	bodyErr  error
-	reqBody  limitedReader
-	scratch  []byte
-	reqID    []byte
-	stream   chain.Stream
-	headers  chain.Headers
-	chunk    []byte
-	pending  []byte // chain output not yet returned by Read
-	buffered []byte // chain Buffer accumulation
-	bodyEOF  bool
-	bufferOn bool
-	status   int
-	session  string
-	sess     Session
-	method   string
-	path     string
+	body      io.Reader // upstream response body
+	bodyErr   error
+	reqBody   limitedReader
+	scratch   []byte
+	reqID     []byte
+	stream    chain.Stream
+	headers   chain.Headers
+	chunk     []byte
+	pending   []byte // chain output not yet returned by Read
+	buffered  []byte // chain Buffer accumulation
+	bodyEOF   bool
+	bufferOn  bool
+	status    int
+	session   string
+	sess      Session
+	streamKey string
+	method    string
+	path      string
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -132,6 +133,16 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		}
 	}
 
+	var replayFrom string
+	if rt.cfg.SSE.Replay == "gateway" && x.session != "" && p.replayer != nil {
+		// The gateway replays what the client missed; the upstream only
+		// serves the live stream.
+		if id := out.Header.PeekBytes(hdrLastEventID); len(id) > 0 {
+			replayFrom = string(id)
+			out.Header.DelBytes(hdrLastEventID)
+		}
+	}
+
 	resp := fasthttp.AcquireResponse()
 	resp.StreamBody = true
 	x.resp = resp
@@ -166,7 +177,7 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	if x.session != "" {
 		x.recordResponse(&ctx.Response.Header)
 		if req.Header.IsDelete() && len(sessionKey(ctx, rt.cfg.Session)) > 0 {
-			p.sessions.End(x.session, "deleted by client")
+			p.sessions.End(x.session, ReasonDeleted)
 		}
 	}
 	rt.m.observe(x.status, time.Since(x.start))
@@ -180,7 +191,7 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	}
 	if bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
 		x.body = body
-		x.relay(ctx)
+		x.relay(ctx, replayFrom)
 		return true
 	}
 	x.body = body

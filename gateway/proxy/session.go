@@ -10,6 +10,10 @@ import (
 	"github.com/wasmgate/wasmgate/gateway/event"
 )
 
+// ReasonDeleted is the session end reason for a client DELETE (matches
+// gateway/session.ReasonDeleted).
+const ReasonDeleted = "deleted"
+
 // Sessions is what the proxy needs of the session table
 // (gateway/session.Table, adapted in package gateway).
 type Sessions interface {
@@ -70,7 +74,7 @@ func (x *exchange) beginSession(ctx *fasthttp.RequestCtx) bool {
 	id := string(key)
 	s, _, err := x.p.sessions.Touch(id, x.rt.name)
 	if err != nil {
-		x.fail(ctx, fasthttp.StatusServiceUnavailable, "session table full", err)
+		x.fail(ctx, fasthttp.StatusServiceUnavailable, oneLine(err.Error()), err)
 		return false
 	}
 	x.session, x.sess = id, s

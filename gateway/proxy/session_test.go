@@ -1,0 +1,197 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/event"
+	"github.com/wasmgate/wasmgate/gateway/proxy"
+	"github.com/wasmgate/wasmgate/gateway/session"
+	"github.com/wasmgate/wasmgate/gateway/sse"
+)
+
+// memSink keeps every event.
+type memSink struct {
+	mu     sync.Mutex
+	events []*event.Event
+}
+
+func (s *memSink) Record(e *event.Event) bool {
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+	return true
+}
+
+func (s *memSink) of(session string) []*event.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*event.Event
+	for _, e := range s.events {
+		if e.Session == session {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+type tableSessions struct{ t *session.Table }
+
+func (s tableSessions) Touch(id, route string) (proxy.Session, bool, error) {
+	sess, started, err := s.t.Touch(id, route)
+	if err != nil {
+		return nil, false, err
+	}
+	return sess, started, nil
+}
+func (s tableSessions) End(id, reason string) bool { return s.t.End(id, reason) }
+
+func types(evs []*event.Event) string {
+	var b []string
+	for _, e := range evs {
+		b = append(b, e.Type.String())
+	}
+	return strings.Join(b, ",")
+}
+
+func TestSessionsMCPFlow(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "POST" && r.Header.Get("Mcp-Session-Id") == "":
+			w.Header().Set("Mcp-Session-Id", "sess-1")
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+		case r.Method == "GET":
+			sseHandler(3, 0, "m")(w, r)
+		case r.Method == "DELETE":
+			w.WriteHeader(204)
+		default:
+			io.WriteString(w, "{}")
+		}
+	}))
+	cfg := testConfig(t, []string{up.addr}, nil)
+	sink := &memSink{}
+	table := session.NewTable(cfg.Sessions, cfg.SSE, sink, testLogger(), prometheus.NewRegistry())
+	defer table.Close()
+	g := startGateway(t, cfg, tableSessions{table}, sink)
+	c := newClient(t)
+
+	// initialize: the upstream issues the session id.
+	req, _ := http.NewRequest("POST", "http://"+g.addr+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize"}`))
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Mcp-Session-Id") != "sess-1" {
+		t.Fatalf("session header not relayed: %v", resp.Header)
+	}
+	if _, ok := table.Get("sess-1"); !ok {
+		t.Fatal("session not started from the upstream's Mcp-Session-Id")
+	}
+
+	// The SSE stream of the session: event ids are tracked.
+	req, _ = http.NewRequest("GET", "http://"+g.addr+"/mcp", nil)
+	req.Header.Set("Mcp-Session-Id", "sess-1")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := sse.NewParser(resp.Body, 0)
+	for i := 0; i < 3; i++ {
+		if _, err := p.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	s, _ := table.Get("sess-1")
+	if !s.KnowsEventID("r /mcp", "2") {
+		t.Error("event id 2 of stream \"r /mcp\" not tracked")
+	}
+
+	// DELETE ends the session.
+	req, _ = http.NewRequest("DELETE", "http://"+g.addr+"/mcp", nil)
+	req.Header.Set("Mcp-Session-Id", "sess-1")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, ok := table.Get("sess-1"); ok {
+		t.Fatal("DELETE did not end the session")
+	}
+
+	evs := sink.of("sess-1")
+	want := "session_start,request,response,request,response,sse_event,sse_event,sse_event,request,response,session_end"
+	if got := types(evs); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	for _, h := range evs[1].Headers {
+		if h.Name == "Authorization" && h.Value != "[redacted]" {
+			t.Errorf("Authorization recorded as %q", h.Value)
+		}
+	}
+	if string(evs[1].Body) != `{"jsonrpc":"2.0","id":1,"method":"initialize"}` || evs[1].Method != "POST" {
+		t.Errorf("request event: %+v", evs[1])
+	}
+	if evs[2].Status != 200 || evs[5].EventID != "0" || string(evs[7].Data) != "m-2" || evs[7].Stream != "r /mcp" {
+		t.Errorf("response/sse events: %+v %+v %+v", evs[2], evs[5], evs[7])
+	}
+}
+
+func TestSessionKeyFromCookieAndQuery(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	cfg := testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Routes[0].Session = config.SessionKey{Cookie: "sid"}
+		r := c.Routes[0]
+		r.Name, r.Match.PathPrefix, r.Session = "q", "/q", config.SessionKey{Query: "session"}
+		c.Routes = append(c.Routes, r)
+	})
+	sink := &memSink{}
+	table := session.NewTable(cfg.Sessions, cfg.SSE, sink, testLogger(), prometheus.NewRegistry())
+	defer table.Close()
+	g := startGateway(t, cfg, tableSessions{table}, sink)
+	c := newClient(t)
+	req, _ := http.NewRequest("GET", "http://"+g.addr+"/a", nil)
+	req.AddCookie(&http.Cookie{Name: "sid", Value: "cookie-1"})
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = c.Get("http://" + g.addr + "/q?session=query-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, id := range []string{"cookie-1", "query-1"} {
+		if s, ok := table.Get(id); !ok {
+			t.Errorf("session %s not started", id)
+		} else if id == "query-1" && s.Route != "q" {
+			t.Errorf("session %s on route %s", id, s.Route)
+		}
+	}
+	// A bad id is refused.
+	resp, err = c.Get("http://" + g.addr + "/q?session=" + strings.Repeat("x", 300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("oversized session id: status %d", resp.StatusCode)
+	}
+	_ = time.Second
+}
