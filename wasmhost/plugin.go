@@ -303,7 +303,7 @@ type version struct {
 	changed  chan struct{} // closed when a VM may have become available
 	retired  bool
 	down     bool // shutdown: no new VMs, no new streams
-	crashes  int  // consecutive VM failures (crash-loop backoff)
+	crashes  atomic.Int32 // consecutive VM failures (crash-loop backoff)
 	rtClosed bool
 	seq      int
 }
@@ -390,8 +390,7 @@ func (v *version) poison(m *vm, why string) {
 		return
 	}
 	m.draining = true
-	v.crashes++
-	crashes := v.crashes
+	crashes := int(v.crashes.Add(1))
 	replace := !v.retired && !v.down
 	v.mu.Unlock()
 	v.s.m.replacements.Inc()

@@ -226,6 +226,9 @@ func (s *stream) invoke(p *pluginStream, cb callback, ph phase, n uint64, eos bo
 	if err != nil {
 		return s.fail(p, err.Error(), 500)
 	}
+	if p.ver.crashes.Load() != 0 {
+		p.ver.crashes.Store(0) // a request callback succeeded: not a crash loop
+	}
 	if !wait && m.overRecycle() {
 		m.ver.recycle(m)
 	}

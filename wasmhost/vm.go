@@ -344,7 +344,8 @@ func (m *vm) memFull() bool {
 	if m.mem == nil {
 		return false
 	}
-	return m.mem.Size()/65536+16 >= m.ver.memPages
+	margin := max(m.ver.memPages/4, 32)
+	return m.mem.Size()/65536+margin >= m.ver.memPages
 }
 
 func (m *vm) updatePages() {

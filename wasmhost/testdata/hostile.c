@@ -16,6 +16,8 @@ EXPORT(proxy_on_memory_allocate) void *on_alloc(size_t n) { return malloc(n); }
 #define MAXCTX 4096
 static char mode[MAXCTX][32];
 static volatile int sink;
+static char *volatile kept[256]; /* keeps allocations alive for the optimizer */
+static unsigned nkept;
 
 static void spin(void) {
   for (;;) sink++;
@@ -32,6 +34,7 @@ static void membomb(void) {
     char *p = malloc(1 << 20);
     if (!p) __builtin_trap();
     memset(p, 1, 1 << 20);
+    kept[nkept++ % 256] = p;
   }
 }
 
@@ -100,6 +103,7 @@ EXPORT(proxy_on_request_headers) int on_request_headers(uint32_t ctx, size_t n, 
   if (!strcmp(m, "grow")) {
     char *p = malloc(1 << 20);
     if (p) memset(p, 2, 1 << 20); /* never freed: memory only grows */
+    kept[nkept++ % 256] = p;
   }
   act(ctx, "req_headers");
   return CONTINUE;

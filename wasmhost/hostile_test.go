@@ -1,0 +1,158 @@
+package wasmhost
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/internal/wasmbuild"
+)
+
+// fullExchange drives every phase: request headers and body, response
+// headers and body, Done. It returns the first Respond, if any.
+func fullExchange(t *testing.T, c chain.Chain, hdr ...string) (chain.Result, chain.Headers) {
+	t.Helper()
+	s, err := c.NewStream(testInfo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Done()
+	req := reqHeaders("/", hdr...)
+	if res := s.RequestHeaders(&req, false); res.Action == chain.Respond {
+		return res, nil
+	}
+	body := []byte("body")
+	if res := s.RequestBody(&body, true); res.Action == chain.Respond {
+		return res, nil
+	}
+	resp := chain.Headers{{Name: ":status", Value: "200"}}
+	if res := s.ResponseHeaders(&resp, false); res.Action == chain.Respond {
+		return res, resp
+	}
+	body = []byte("data: x\n\n")
+	res := s.ResponseBody(&body, true)
+	return res, resp
+}
+
+func TestHostileGuests(t *testing.T) {
+	hostile := guest(t, wasmbuild.C, "hostile.c")
+	cfg := func(p *config.Plugin) {
+		p.PoolSize = 1
+		p.CPULimit = config.Duration(300 * time.Millisecond)
+		p.MemoryLimit = 8 << 20
+		p.RecycleMemory = 8 << 20
+	}
+	th := newHost(t, Options{}, plugin("h", hostile, cfg), plugin("good", guest(t, wasmbuild.WAT, "headers.wat")))
+	c := th.chain(t, refs("h")...)
+	good := th.chain(t, refs("good")...)
+	cases := []struct {
+		mode       string
+		status     int    // 0: the request goes through
+		kind       string // error kind counted
+		doneFailed bool   // the failure happens in Done (nothing to answer)
+	}{
+		{"loop:req_headers", 500, "timeout", false},
+		{"loop:req_body", 500, "timeout", false},
+		{"loop:resp_headers", 500, "timeout", false},
+		{"loop:resp_body", 500, "timeout", false},
+		{"loop:done", 0, "timeout", true},
+		{"loop:log", 0, "timeout", true},
+		{"trap:req_headers", 500, "trap", false},
+		{"trap:resp_body", 500, "trap", false},
+		{"recurse:req_headers", 500, "trap", false},
+		{"membomb:req_headers", 500, "oom", false},
+		{"logspam", 0, "", false},
+		{"status0", 0, "", false},
+		{"status1000", 0, "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.mode, func(t *testing.T) {
+			before := th.metric(t, "wasmgate_plugin_errors_total", map[string]string{"plugin": "h", "kind": tc.kind})
+			var res chain.Result
+			waitFor(t, func() bool { // a VM may still be being replaced
+				res, _ = fullExchange(t, c, "x-hostile", tc.mode)
+				return res.Action != chain.Respond || res.Response.Status != 503
+			})
+			if tc.status == 0 && res.Action == chain.Respond {
+				t.Fatalf("want the request through, got %+v", res.Response)
+			}
+			if tc.status != 0 && (res.Action != chain.Respond || res.Response.Status != tc.status || !strings.Contains(res.Response.Details, `plugin "h"`)) {
+				t.Fatalf("want %d naming the plugin, got %+v %+v", tc.status, res, res.Response)
+			}
+			if res.Response != nil {
+				t.Logf("%s: %s", tc.mode, res.Response.Details)
+			}
+			if tc.kind != "" {
+				if after := th.metric(t, "wasmgate_plugin_errors_total", map[string]string{"plugin": "h", "kind": tc.kind}); after != before+1 {
+					t.Fatalf("%s errors %v -> %v", tc.kind, before, after)
+				}
+			}
+			// Another plugin is unaffected meanwhile.
+			if r, _, resp := exchange(t, good, reqHeaders("/", "x-in", "ok")); r.Action != chain.Continue || get(resp, "x-out") != "ok" {
+				t.Fatalf("other plugin: %+v %v", r, resp)
+			}
+		})
+	}
+	if !strings.Contains(th.logs.String(), "dropped by rate limit") && th.metric(t, "wasmgate_plugin_log_dropped_total", nil) == 0 {
+		t.Fatal("log spam was not rate limited")
+	}
+	if n := strings.Count(th.logs.String(), "spam spam spam"); n > logBurst+50 {
+		t.Fatalf("%d spam lines reached the log", n)
+	}
+}
+
+func TestTenThousandHeaders(t *testing.T) {
+	th := newHost(t, Options{}, plugin("h", guest(t, wasmbuild.C, "hostile.c")))
+	res, resp := fullExchange(t, th.chain(t, refs("h")...), "x-hostile", "headers10k")
+	if res.Action != chain.Continue {
+		t.Fatalf("%+v", res)
+	}
+	if n := len(resp); n > maxHeaderMapFields+1 || n < 100 {
+		t.Fatalf("%d response headers", n)
+	}
+}
+
+func TestRecycleMemory(t *testing.T) {
+	th := newHost(t, Options{}, plugin("h", guest(t, wasmbuild.C, "hostile.c"), func(p *config.Plugin) {
+		p.PoolSize = 1
+		p.MemoryLimit = 32 << 20
+		p.RecycleMemory = 6 << 20
+	}))
+	c := th.chain(t, refs("h")...)
+	for i := 0; i < 40; i++ {
+		var res chain.Result
+		waitFor(t, func() bool {
+			res, _ = fullExchange(t, c, "x-hostile", "grow")
+			return res.Action != chain.Respond || res.Response.Status != 503
+		})
+		if res.Action != chain.Continue {
+			t.Fatalf("request %d: %+v", i, res.Response)
+		}
+	}
+	if v := th.metric(t, "wasmgate_plugin_vm_recycled_total", nil); v < 2 {
+		t.Fatalf("recycled %v times", v)
+	}
+	if v := th.metric(t, "wasmgate_plugin_errors_total", nil); v != 0 {
+		t.Fatalf("errors %v", v)
+	}
+	if v := th.metric(t, "wasmgate_plugin_memory_pages", nil); v > 6<<20/65536+32 {
+		t.Fatalf("memory pages %v", v)
+	}
+}
+
+func TestCrashLoopBacksOff(t *testing.T) {
+	// on_tick spins forever from the first tick: every VM dies, and the
+	// replacements slow down instead of burning the CPU.
+	th := newHost(t, Options{}, plugin("h", guest(t, wasmbuild.C, "hostile.c"), func(p *config.Plugin) {
+		p.PoolSize = 1
+		p.Config = "tick"
+		p.CPULimit = config.Duration(10 * time.Millisecond)
+	}))
+	time.Sleep(1500 * time.Millisecond)
+	n := th.metric(t, "wasmgate_plugin_timeouts_total", nil)
+	if n < 3 || n > 25 {
+		t.Fatalf("%v timeouts in 1.5s: want a few, backing off", n)
+	}
+}
