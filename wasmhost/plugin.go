@@ -302,7 +302,7 @@ type version struct {
 	configs  [][]byte
 	changed  chan struct{} // closed when a VM may have become available
 	retired  bool
-	down     bool // shutdown: no new VMs, no new streams
+	down     bool         // shutdown: no new VMs, no new streams
 	crashes  atomic.Int32 // consecutive VM failures (crash-loop backoff)
 	rtClosed bool
 	seq      int
