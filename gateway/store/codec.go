@@ -1,0 +1,332 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wasmgate/wasmgate/gateway/event"
+)
+
+// encodingV1 is the first byte of every encoded event value.
+const encodingV1 = 1
+
+// Field bits of the v1 encoding, in the order the fields follow the bitmap.
+// Append new bits; never renumber.
+const (
+	fRoute = 1 << iota
+	fRequestID
+	fMethod
+	fPath
+	fHeaders
+	fBody
+	fBodyBytes
+	fStatus
+	fLatency
+	fStream
+	fEventID
+	fEventName
+	fData
+	fPlugin
+	fDecision
+	fMessage
+	fAll = 1<<iota - 1
+)
+
+var errTruncated = errors.New("truncated event value")
+
+// appendEvent appends the v1 encoding of e (without Session and Seq, which
+// live in the key).
+func appendEvent(dst []byte, e *event.Event) []byte {
+	var mask uint64
+	set := func(bit uint64, present bool) {
+		if present {
+			mask |= bit
+		}
+	}
+	set(fRoute, e.Route != "")
+	set(fRequestID, e.RequestID != "")
+	set(fMethod, e.Method != "")
+	set(fPath, e.Path != "")
+	set(fHeaders, len(e.Headers) > 0)
+	set(fBody, len(e.Body) > 0)
+	set(fBodyBytes, e.BodyBytes != 0)
+	set(fStatus, e.Status != 0)
+	set(fLatency, e.Latency != 0)
+	set(fStream, e.Stream != "")
+	set(fEventID, e.EventID != "")
+	set(fEventName, e.EventName != "")
+	set(fData, len(e.Data) > 0)
+	set(fPlugin, e.Plugin != "")
+	set(fDecision, e.Decision != "")
+	set(fMessage, e.Message != "")
+
+	dst = append(dst, encodingV1, byte(e.Type))
+	var t int64
+	if !e.Time.IsZero() {
+		t = e.Time.UnixNano()
+	}
+	dst = binary.AppendVarint(dst, t)
+	dst = binary.AppendUvarint(dst, mask)
+	str := func(s string) { dst = binary.AppendUvarint(dst, uint64(len(s))); dst = append(dst, s...) }
+	byts := func(b []byte) { dst = binary.AppendUvarint(dst, uint64(len(b))); dst = append(dst, b...) }
+	if mask&fRoute != 0 {
+		str(e.Route)
+	}
+	if mask&fRequestID != 0 {
+		str(e.RequestID)
+	}
+	if mask&fMethod != 0 {
+		str(e.Method)
+	}
+	if mask&fPath != 0 {
+		str(e.Path)
+	}
+	if mask&fHeaders != 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(e.Headers)))
+		for _, h := range e.Headers {
+			str(h.Name)
+			str(h.Value)
+		}
+	}
+	if mask&fBody != 0 {
+		byts(e.Body)
+	}
+	if mask&fBodyBytes != 0 {
+		dst = binary.AppendVarint(dst, e.BodyBytes)
+	}
+	if mask&fStatus != 0 {
+		dst = binary.AppendVarint(dst, int64(e.Status))
+	}
+	if mask&fLatency != 0 {
+		dst = binary.AppendVarint(dst, int64(e.Latency))
+	}
+	if mask&fStream != 0 {
+		str(e.Stream)
+	}
+	if mask&fEventID != 0 {
+		str(e.EventID)
+	}
+	if mask&fEventName != 0 {
+		str(e.EventName)
+	}
+	if mask&fData != 0 {
+		byts(e.Data)
+	}
+	if mask&fPlugin != 0 {
+		str(e.Plugin)
+	}
+	if mask&fDecision != 0 {
+		str(e.Decision)
+	}
+	if mask&fMessage != 0 {
+		str(e.Message)
+	}
+	return dst
+}
+
+// decoder reads the fields of one value; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errTruncated
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errTruncated
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errTruncated
+		return nil
+	}
+	v := append([]byte(nil), d.b[:n]...)
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errTruncated
+		return ""
+	}
+	v := string(d.b[:n])
+	d.b = d.b[n:]
+	return v
+}
+
+// decodeEvent decodes a value written by appendEvent into e (whose Session
+// and Seq the caller sets from the key). It never panics on bad input.
+func decodeEvent(v []byte, e *event.Event) error {
+	if len(v) < 2 {
+		return errTruncated
+	}
+	if v[0] != encodingV1 {
+		return fmt.Errorf("event encoding version %d unknown", v[0])
+	}
+	e.Type = event.Type(v[1])
+	d := decoder{b: v[2:]}
+	if t := d.varint(); t != 0 {
+		e.Time = time.Unix(0, t).UTC()
+	}
+	mask := d.uvarint()
+	if d.err != nil {
+		return d.err
+	}
+	if mask&^fAll != 0 {
+		return fmt.Errorf("event has unknown field bits %#x", mask&^fAll)
+	}
+	if mask&fRoute != 0 {
+		e.Route = d.str()
+	}
+	if mask&fRequestID != 0 {
+		e.RequestID = d.str()
+	}
+	if mask&fMethod != 0 {
+		e.Method = d.str()
+	}
+	if mask&fPath != 0 {
+		e.Path = d.str()
+	}
+	if mask&fHeaders != 0 {
+		n := d.uvarint()
+		// Each header takes at least two bytes, so a count above that is
+		// corrupt; checking first keeps a bad count from allocating.
+		if n > uint64(len(d.b))/2 {
+			if d.err == nil {
+				d.err = errTruncated
+			}
+			return d.err
+		}
+		e.Headers = make([]event.Header, 0, n)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			e.Headers = append(e.Headers, event.Header{Name: d.str(), Value: d.str()})
+		}
+	}
+	if mask&fBody != 0 {
+		e.Body = d.bytes()
+	}
+	if mask&fBodyBytes != 0 {
+		e.BodyBytes = d.varint()
+	}
+	if mask&fStatus != 0 {
+		e.Status = int(d.varint())
+	}
+	if mask&fLatency != 0 {
+		e.Latency = time.Duration(d.varint())
+	}
+	if mask&fStream != 0 {
+		e.Stream = d.str()
+	}
+	if mask&fEventID != 0 {
+		e.EventID = d.str()
+	}
+	if mask&fEventName != 0 {
+		e.EventName = d.str()
+	}
+	if mask&fData != 0 {
+		e.Data = d.bytes()
+	}
+	if mask&fPlugin != 0 {
+		e.Plugin = d.str()
+	}
+	if mask&fDecision != 0 {
+		e.Decision = d.str()
+	}
+	if mask&fMessage != 0 {
+		e.Message = d.str()
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%d trailing bytes after event", len(d.b))
+	}
+	return nil
+}
+
+// sessionMeta is the "m" record of a session.
+type sessionMeta struct {
+	Start        int64 // unix nanos of the first event
+	LastActivity int64 // unix nanos of the latest event
+	LastSeq      uint64
+	Events       uint64 // events committed
+	Bytes        uint64 // encoded size of its committed events (keys + values)
+	Ended        bool
+	Route        string
+}
+
+const metaV1 = 1
+
+func appendMeta(dst []byte, m *sessionMeta) []byte {
+	dst = append(dst, metaV1)
+	dst = binary.AppendVarint(dst, m.Start)
+	dst = binary.AppendVarint(dst, m.LastActivity)
+	dst = binary.AppendUvarint(dst, m.LastSeq)
+	dst = binary.AppendUvarint(dst, m.Events)
+	dst = binary.AppendUvarint(dst, m.Bytes)
+	var flags byte
+	if m.Ended {
+		flags |= 1
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Route)))
+	return append(dst, m.Route...)
+}
+
+func decodeMeta(v []byte) (sessionMeta, error) {
+	var m sessionMeta
+	if len(v) < 1 || v[0] != metaV1 {
+		return m, errors.New("session metadata: unknown version")
+	}
+	d := decoder{b: v[1:]}
+	m.Start = d.varint()
+	m.LastActivity = d.varint()
+	m.LastSeq = d.uvarint()
+	m.Events = d.uvarint()
+	m.Bytes = d.uvarint()
+	if d.err == nil {
+		if len(d.b) < 1 {
+			d.err = errTruncated
+		} else {
+			m.Ended = d.b[0]&1 != 0
+			d.b = d.b[1:]
+		}
+	}
+	m.Route = d.str()
+	if d.err != nil {
+		return m, fmt.Errorf("session metadata: %w", d.err)
+	}
+	return m, nil
+}

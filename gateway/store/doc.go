@@ -1,0 +1,62 @@
+// Package store records session events durably in Pebble and reads them
+// back: the admin API and CLI list and export sessions, and SSE resume
+// replays the events a client missed. It is the only package that imports
+// Pebble.
+//
+// # Writing
+//
+// The proxy never waits on the disk. A [Worker] is the [event.Sink]: Record
+// puts the event on a bounded queue (waiting at most the enqueue timeout,
+// then shedding with a counter) and one goroutine drains it in batches,
+// writing each batch as ONE Pebble batch (synced by default, so an
+// acknowledged event survives kill -9). A batch that fails to commit is
+// not lost: each of its events goes to a retry heap ordered by due time
+// with exponential backoff and a per-event attempt count; an event that
+// runs out of attempts is counted and logged as exhausted.
+//
+// Sequence numbers are assigned by the worker at the event's first commit
+// attempt: per session, starting at 1, strictly increasing. The highest
+// number handed out is written with every batch in the session's metadata
+// record, so after a restart numbering continues above anything that may
+// already be on disk (it is recovered lazily, on the session's first event).
+// A number that was handed out to an event whose batch then never committed
+// leaves a gap; numbers are never reused.
+//
+// # Key layout
+//
+// All integers are big-endian so that byte order is numeric order. A
+// session id is 1 to [MaxSessionIDLen] bytes of anything; len16 is its
+// length as a uint16, which keeps one session's keys contiguous whatever
+// bytes the id holds.
+//
+//	"e" len16 session seq64             → encoded event (see below)
+//	"m" session                         → session metadata (start, last
+//	                                      activity, last seq, events, bytes)
+//	"s" startNanos64 session            → empty: sessions by start time, the
+//	                                      index the admin API pages newest-first
+//	"i" len16 session len16 stream id   → seq64 of the last event recorded
+//	                                      with that SSE id on that stream
+//	"v"                                 → layout version of the store
+//
+// One session reads back with one range scan over its "e" keys and is
+// deleted with range deletes over its "e" and "i" keys plus two point
+// deletes.
+//
+// # Event encoding
+//
+// A value starts with a format version byte (1) and the event type, then the
+// time as a zig-zag varint of Unix nanoseconds, then a uvarint bitmap of the
+// fields present, then each present field in bit order: strings and byte
+// slices as uvarint length + bytes, integers as zig-zag varints, headers as
+// a uvarint count of name/value string pairs. Session and Seq come from the
+// key. Zero fields take no space, so a typical SSE event is its data plus a
+// few dozen bytes. A decoder rejects an unknown version or field bit rather
+// than guess.
+//
+// # Retention
+//
+// A session is deleted once its last activity is older than
+// storage.retention; when the live data passes storage.max_bytes the oldest
+// sessions (by start) are deleted until it is under 90% of the cap. Deleted
+// space returns to the file system as Pebble compacts.
+package store

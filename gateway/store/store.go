@@ -1,0 +1,595 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmgate/wasmgate/gateway/event"
+)
+
+// FormatMajorVersion is the Pebble on-disk format every store is created
+// with. A format upgrade cannot be undone, so it is pinned rather than left
+// to follow the library.
+const FormatMajorVersion = pebble.FormatTableFormatV6
+
+// Options configure Open. Zero values take the documented defaults.
+type Options struct {
+	// ReadOnly opens an existing store for queries only (the CLI). Pebble
+	// still takes the directory lock, so this fails while a gateway has
+	// the store open.
+	ReadOnly bool
+	// MemTableSize is Pebble's memtable size (default 32 MiB). The 4 MiB
+	// Pebble default stalls writes at a few tens of thousands of events/s;
+	// a larger one also lengthens WAL replay after a crash.
+	MemTableSize uint64
+	// CacheSize is Pebble's block cache (default 16 MiB).
+	CacheSize int64
+	// SessionCacheSize bounds the per-session sequence state kept in
+	// memory (default 65,536 sessions); an evicted session's state is read
+	// back from its metadata record on its next event.
+	SessionCacheSize int
+	Logger           *slog.Logger
+	// Registerer receives the store gauges (nil: none).
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() {
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 32 << 20
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 16 << 20
+	}
+	if o.SessionCacheSize == 0 {
+		o.SessionCacheSize = 65536
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Store is an open session-event store. Its query methods are safe for
+// concurrent use with each other and with a Worker writing.
+type Store struct {
+	db       *pebble.DB
+	log      *slog.Logger
+	readOnly bool
+	cache    *pebble.Cache
+
+	// mu serializes writers: a Worker commit, DeleteSession and retention.
+	// It guards sessions, the in-memory sequence state.
+	mu        sync.Mutex
+	sessions  map[string]*sessionState
+	cacheSize int
+
+	expired *prometheus.CounterVec
+	live    prometheus.Gauge
+}
+
+// sessionState is what the writer knows about a session.
+type sessionState struct {
+	meta sessionMeta
+	// stored: the metadata record (and start index entry) exist on disk.
+	stored bool
+	// pending counts events holding a seq of this session that are not
+	// committed yet (in a batch being written or in the retry heap); a
+	// session with pending events is never evicted, so its numbers are not
+	// handed out twice.
+	pending int
+}
+
+// pebbleLogger sends Pebble's chatter to slog: Info at debug level.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// Open opens (creating unless read-only) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.setDefaults()
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	po := &pebble.Options{
+		FormatMajorVersion:          FormatMajorVersion,
+		ReadOnly:                    opts.ReadOnly,
+		ErrorIfNotExists:            opts.ReadOnly,
+		Cache:                       cache,
+		MemTableSize:                opts.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		Logger:                      pebbleLogger{opts.Logger},
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{
+		db:        db,
+		log:       opts.Logger,
+		readOnly:  opts.ReadOnly,
+		sessions:  make(map[string]*sessionState),
+		cacheSize: opts.SessionCacheSize,
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmgate_store_sessions_expired_total",
+			Help: "Sessions deleted by retention, by reason (age, size).",
+		}, []string{"reason"}),
+		live: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasmgate_store_live_bytes",
+			Help: "Encoded size of the recorded events still live, as of the last retention pass.",
+		}),
+	}
+	if err := s.checkVersion(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if opts.Registerer != nil {
+		disk := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wasmgate_store_disk_bytes",
+			Help: "Disk space used by the store (Pebble's estimate).",
+		}, func() float64 { return float64(s.db.Metrics().DiskSpaceUsage()) })
+		for _, c := range []prometheus.Collector{s.expired, s.live, disk} {
+			if err := opts.Registerer.Register(c); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("register store metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) checkVersion() error {
+	v, closer, err := s.db.Get([]byte(keyVersion))
+	if errors.Is(err, pebble.ErrNotFound) {
+		if s.readOnly {
+			return nil // an empty store: nothing to read
+		}
+		return s.db.Set([]byte(keyVersion), []byte(layoutVersion), pebble.Sync)
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if string(v) != layoutVersion {
+		return fmt.Errorf("store layout %q, this build reads %q", v, layoutVersion)
+	}
+	return nil
+}
+
+// Close closes the store. Close the Worker writing to it first.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// BatchCommitter commits one Pebble batch; *pebble.DB is one. A Worker
+// commits through it, so tests can make commits fail for real.
+type BatchCommitter interface {
+	Apply(b *pebble.Batch, opts *pebble.WriteOptions) error
+}
+
+// state returns the writer's state of session, loading it from the
+// metadata record when not cached. s.mu must be held.
+func (s *Store) state(session string) (*sessionState, error) {
+	if st, ok := s.sessions[session]; ok {
+		return st, nil
+	}
+	st := &sessionState{}
+	m, found, err := s.getMeta(session)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		st.meta, st.stored = m, true
+	}
+	s.sessions[session] = st
+	return st, nil
+}
+
+func (s *Store) getMeta(session string) (sessionMeta, bool, error) {
+	v, closer, err := s.db.Get(metaKey(nil, session))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return sessionMeta{}, false, nil
+	}
+	if err != nil {
+		return sessionMeta{}, false, fmt.Errorf("read session %q: %w", session, err)
+	}
+	defer closer.Close()
+	m, err := decodeMeta(v)
+	if err != nil {
+		return m, false, fmt.Errorf("read session %q: %w", session, err)
+	}
+	return m, true, nil
+}
+
+// writeScratch is reused across commits by the single writing goroutine.
+type writeScratch struct {
+	batch   *pebble.Batch
+	key     []byte
+	val     []byte
+	touched map[string]*touch
+	order   []string
+}
+
+// touch is one session's change within a batch: the activity touches of
+// all its events coalesce into one metadata write.
+type touch struct {
+	st   *sessionState
+	next sessionMeta
+	n    int // events of this session in the batch
+}
+
+// commitEvents assigns sequence numbers to the events that have none,
+// writes all events, their SSE id index entries and one metadata record per
+// session into one batch, and commits it through c. It returns the number
+// of Pebble keys written. On error the events keep their numbers (retries
+// rewrite the same keys, so a batch that committed but reported failure is
+// harmless) and nothing in memory moves but the reserved numbers.
+func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.WriteOptions, sc *writeScratch) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sc.batch == nil {
+		sc.batch = s.db.NewBatch()
+		sc.touched = make(map[string]*touch)
+	}
+	b := sc.batch
+	b.Reset()
+	clear(sc.touched)
+	sc.order = sc.order[:0]
+	keys := 0
+	for _, e := range evs {
+		t := sc.touched[e.Session]
+		if t == nil {
+			st, err := s.state(e.Session)
+			if err != nil {
+				return 0, err
+			}
+			t = &touch{st: st, next: st.meta}
+			sc.touched[e.Session] = t
+			sc.order = append(sc.order, e.Session)
+		}
+		if e.Seq == 0 {
+			t.st.meta.LastSeq++
+			e.Seq = t.st.meta.LastSeq
+			t.st.pending++
+		}
+		t.n++
+		sc.key = eventKey(sc.key[:0], e.Session, e.Seq)
+		sc.val = appendEvent(sc.val[:0], e)
+		if err := b.Set(sc.key, sc.val, nil); err != nil {
+			return 0, err
+		}
+		keys++
+		m := &t.next
+		m.Events++
+		m.Bytes += uint64(len(sc.key) + len(sc.val))
+		tn := e.Time.UnixNano()
+		if m.Start == 0 || (!t.st.stored && tn < m.Start) {
+			m.Start = tn
+		}
+		if tn > m.LastActivity {
+			m.LastActivity = tn
+		}
+		if m.Route == "" {
+			m.Route = e.Route
+		}
+		switch e.Type {
+		case event.SessionEnd:
+			m.Ended = true
+		case event.SessionStart:
+			m.Ended = false
+		case event.SSE:
+			if e.EventID != "" && len(e.EventID) <= maxIndexPart && len(e.Stream) <= maxIndexPart {
+				sc.key = sseKey(sc.key[:0], e.Session, e.Stream, e.EventID)
+				sc.val = binary.BigEndian.AppendUint64(sc.val[:0], e.Seq)
+				if err := b.Set(sc.key, sc.val, nil); err != nil {
+					return 0, err
+				}
+				keys++
+			}
+		}
+	}
+	for _, id := range sc.order {
+		t := sc.touched[id]
+		t.next.LastSeq = t.st.meta.LastSeq // the highest number reserved
+		sc.val = appendMeta(sc.val[:0], &t.next)
+		if err := b.Set(metaKey(sc.key[:0], id), sc.val, nil); err != nil {
+			return 0, err
+		}
+		keys++
+		if !t.st.stored {
+			if err := b.Set(startKey(sc.key[:0], t.next.Start, id), nil, nil); err != nil {
+				return 0, err
+			}
+			keys++
+		}
+	}
+	if err := c.Apply(b, wo); err != nil {
+		return 0, err
+	}
+	for _, id := range sc.order {
+		t := sc.touched[id]
+		t.st.meta = t.next
+		t.st.stored = true
+	}
+	for _, e := range evs {
+		s.sessions[e.Session].pending--
+	}
+	for _, id := range sc.order {
+		if st := s.sessions[id]; st.meta.Ended && st.pending == 0 {
+			delete(s.sessions, id)
+		}
+	}
+	s.evictLocked()
+	return keys, nil
+}
+
+// release gives up the numbers of events that will never be committed.
+func (s *Store) release(evs []*event.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range evs {
+		if st, ok := s.sessions[e.Session]; ok && e.Seq != 0 && st.pending > 0 {
+			st.pending--
+		}
+	}
+}
+
+// evictLocked keeps the session cache within its bound, dropping sessions
+// without pending events (their state is on disk).
+func (s *Store) evictLocked() {
+	if len(s.sessions) <= s.cacheSize {
+		return
+	}
+	target := s.cacheSize * 9 / 10
+	for id, st := range s.sessions {
+		if len(s.sessions) <= target {
+			return
+		}
+		if st.pending == 0 {
+			delete(s.sessions, id)
+		}
+	}
+}
+
+// SessionInfo describes a recorded session.
+type SessionInfo struct {
+	ID           string    `json:"id"`
+	Route        string    `json:"route,omitempty"`
+	Start        time.Time `json:"start"`
+	LastActivity time.Time `json:"last_activity"`
+	Events       uint64    `json:"events"`
+	LastSeq      uint64    `json:"last_seq"`
+	Bytes        uint64    `json:"bytes"`
+	Ended        bool      `json:"ended"`
+}
+
+func infoOf(id string, m sessionMeta) SessionInfo {
+	return SessionInfo{
+		ID: id, Route: m.Route,
+		Start:        time.Unix(0, m.Start).UTC(),
+		LastActivity: time.Unix(0, m.LastActivity).UTC(),
+		Events:       m.Events, LastSeq: m.LastSeq, Bytes: m.Bytes, Ended: m.Ended,
+	}
+}
+
+// Session returns the metadata of one session.
+func (s *Store) Session(id string) (SessionInfo, bool, error) {
+	m, ok, err := s.getMeta(id)
+	if err != nil || !ok {
+		return SessionInfo{}, ok, err
+	}
+	return infoOf(id, m), true, nil
+}
+
+// ErrBadCursor is returned for a paging cursor this store did not issue.
+var ErrBadCursor = errors.New("bad cursor")
+
+// ListSessions returns up to limit sessions, newest start first, after the
+// position cursor ("" for the first page). next is the cursor of the
+// following page, "" when this was the last.
+func (s *Store) ListSessions(limit int, cursor string) (page []SessionInfo, next string, err error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	upper := []byte{prefixStart + 1}
+	if cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || len(raw) < 8 {
+			return nil, "", ErrBadCursor
+		}
+		upper = append([]byte{prefixStart}, raw...)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixStart}, UpperBound: upper})
+	if err != nil {
+		return nil, "", fmt.Errorf("list sessions: %w", err)
+	}
+	defer it.Close()
+	var last []byte
+	for ok := it.Last(); ok; ok = it.Prev() {
+		if len(page) == limit {
+			return page, base64.RawURLEncoding.EncodeToString(last[1:]), nil
+		}
+		_, id, err := parseStartKey(it.Key())
+		if err != nil {
+			return nil, "", fmt.Errorf("list sessions: %w", err)
+		}
+		m, found, err := s.getMeta(id)
+		if err != nil {
+			return nil, "", err
+		}
+		if !found {
+			continue // deleted between the two reads
+		}
+		page = append(page, infoOf(id, m))
+		last = append(last[:0], it.Key()...)
+	}
+	if err := it.Error(); err != nil {
+		return nil, "", fmt.Errorf("list sessions: %w", err)
+	}
+	return page, "", nil
+}
+
+// Events returns up to limit events of session with seq > after, in order.
+func (s *Store) Events(session string, after uint64, limit int) ([]*event.Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []*event.Event
+	err := s.scan(context.Background(), session, after, func(e *event.Event) (bool, error) {
+		out = append(out, e)
+		return len(out) < limit, nil
+	})
+	return out, err
+}
+
+// scan calls fn for each event of session with seq > after, in order, until
+// fn returns false or an error.
+func (s *Store) scan(ctx context.Context, session string, after uint64, fn func(*event.Event) (bool, error)) error {
+	prefix := appendSessionPrefix(nil, prefixEvent, session)
+	lower := eventKey(nil, session, after+1)
+	if after == ^uint64(0) {
+		return nil
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("read session %q: %w", session, err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%256 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		id, seq, err := parseEventKey(it.Key())
+		if err != nil || id != session {
+			return fmt.Errorf("read session %q: corrupt key %x", session, it.Key())
+		}
+		e := &event.Event{Session: id, Seq: seq}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("read session %q seq %d: %w", session, seq, err)
+		}
+		if err := decodeEvent(v, e); err != nil {
+			return fmt.Errorf("read session %q seq %d: %w", session, seq, err)
+		}
+		more, err := fn(e)
+		if err != nil || !more {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("read session %q: %w", session, err)
+	}
+	return nil
+}
+
+// SSEAfter implements event.Replayer: it calls fn for each recorded SSE
+// event of session and stream recorded after the last event with id
+// lastEventID.
+func (s *Store) SSEAfter(ctx context.Context, session, stream, lastEventID string, fn func(*event.Event) error) (bool, error) {
+	if len(lastEventID) > maxIndexPart || len(stream) > maxIndexPart || lastEventID == "" {
+		return false, nil
+	}
+	v, closer, err := s.db.Get(sseKey(nil, session, stream, lastEventID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("replay session %q: %w", session, err)
+	}
+	if len(v) != 8 {
+		closer.Close()
+		return false, fmt.Errorf("replay session %q: corrupt id index entry", session)
+	}
+	seq := binary.BigEndian.Uint64(v)
+	closer.Close()
+	err = s.scan(ctx, session, seq, func(e *event.Event) (bool, error) {
+		if e.Type != event.SSE || e.Stream != stream {
+			return true, nil
+		}
+		return true, fn(e)
+	})
+	return true, err
+}
+
+var _ event.Replayer = (*Store)(nil)
+
+// DeleteSession deletes every record of a session. It reports whether the
+// session existed.
+func (s *Store) DeleteSession(id string) (bool, error) {
+	if s.readOnly {
+		return false, errors.New("delete session: store opened read-only")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	found, err := s.deleteLocked(b, id)
+	if err != nil || !found {
+		return found, err
+	}
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return false, fmt.Errorf("delete session %q: %w", id, err)
+	}
+	s.forgetLocked(id)
+	return true, nil
+}
+
+// deleteLocked adds the deletion of session id to b.
+func (s *Store) deleteLocked(b *pebble.Batch, id string) (bool, error) {
+	m, found, err := s.getMeta(id)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		return false, nil
+	}
+	ep := appendSessionPrefix(nil, prefixEvent, id)
+	ip := appendSessionPrefix(nil, prefixSSEID, id)
+	for _, op := range []func() error{
+		func() error { return b.DeleteRange(ep, prefixEnd(ep), nil) },
+		func() error { return b.DeleteRange(ip, prefixEnd(ip), nil) },
+		func() error { return b.Delete(metaKey(nil, id), nil) },
+		func() error { return b.Delete(startKey(nil, m.Start, id), nil) },
+	} {
+		if err := op(); err != nil {
+			return false, fmt.Errorf("delete session %q: %w", id, err)
+		}
+	}
+	return true, nil
+}
+
+// forgetLocked drops the writer state of a deleted session. Numbers held by
+// pending events stay reserved so they are not handed out twice.
+func (s *Store) forgetLocked(id string) {
+	st, ok := s.sessions[id]
+	if !ok {
+		return
+	}
+	if st.pending == 0 {
+		delete(s.sessions, id)
+		return
+	}
+	st.meta = sessionMeta{LastSeq: st.meta.LastSeq}
+	st.stored = false
+}

@@ -1,0 +1,282 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmgate/wasmgate/gateway/event"
+)
+
+func openTest(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// record writes evs through a real worker and closes it (which flushes).
+func record(t testing.TB, s *Store, evs ...*event.Event) {
+	t.Helper()
+	w, err := NewWorker(s, WorkerOptions{FlushInterval: time.Millisecond, EnqueueTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if !w.Record(e) {
+			t.Fatalf("Record(%+v) shed", e)
+		}
+	}
+	w.Close()
+}
+
+func TestSeqDurableAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	record(t, s,
+		&event.Event{Session: "a", Type: event.SessionStart},
+		&event.Event{Session: "b", Type: event.SessionStart},
+		&event.Event{Session: "a", Type: event.Request, Method: "GET"},
+	)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	record(t, s, &event.Event{Session: "a", Type: event.Response, Status: 200})
+	evs, err := s.Events("a", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%d:%s", e.Seq, e.Type))
+	}
+	if want := "[1:session_start 2:request 3:response]"; fmt.Sprint(got) != want {
+		t.Fatalf("events of a = %v, want %s", got, want)
+	}
+	info, ok, err := s.Session("a")
+	if err != nil || !ok || info.LastSeq != 3 || info.Events != 3 {
+		t.Fatalf("Session(a) = %+v %v %v", info, ok, err)
+	}
+}
+
+func TestQueriesPaging(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	t0 := time.Now().Add(-time.Hour)
+	var evs []*event.Event
+	for i := range 25 {
+		id := fmt.Sprintf("s%02d", i)
+		evs = append(evs, &event.Event{Session: id, Type: event.SessionStart, Time: t0.Add(time.Duration(i) * time.Second)})
+		for j := range 7 {
+			evs = append(evs, &event.Event{Session: id, Type: event.Request, Path: fmt.Sprint("/", j), Time: t0.Add(time.Duration(i)*time.Second + 1)})
+		}
+	}
+	record(t, s, evs...)
+
+	var ids []string
+	cursor := ""
+	pages := 0
+	for {
+		page, next, err := s.ListSessions(10, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, p := range page {
+			ids = append(ids, p.ID)
+			if p.Events != 8 || p.LastSeq != 8 {
+				t.Errorf("session %s: %d events, last seq %d; want 8", p.ID, p.Events, p.LastSeq)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if pages != 3 || len(ids) != 25 || ids[0] != "s24" || ids[24] != "s00" {
+		t.Fatalf("%d pages, ids %v: want 3 pages newest first", pages, ids)
+	}
+	if _, _, err := s.ListSessions(10, "!!"); err != ErrBadCursor {
+		t.Fatalf("bad cursor: %v", err)
+	}
+
+	var seqs []uint64
+	after := uint64(0)
+	for {
+		page, err := s.Events("s07", after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			seqs = append(seqs, e.Seq)
+		}
+		after = page[len(page)-1].Seq
+	}
+	if fmt.Sprint(seqs) != "[1 2 3 4 5 6 7 8]" {
+		t.Fatalf("paged seqs %v", seqs)
+	}
+
+	found, err := s.DeleteSession("s07")
+	if err != nil || !found {
+		t.Fatalf("DeleteSession = %v %v", found, err)
+	}
+	if found, _ := s.DeleteSession("s07"); found {
+		t.Fatal("second delete found the session")
+	}
+	if evs, _ := s.Events("s07", 0, 0); len(evs) != 0 {
+		t.Fatalf("%d events left after delete", len(evs))
+	}
+	if _, ok, _ := s.Session("s07"); ok {
+		t.Fatal("metadata left after delete")
+	}
+	page, _, _ := s.ListSessions(100, "")
+	if len(page) != 24 {
+		t.Fatalf("%d sessions listed after delete, want 24", len(page))
+	}
+	// A deleted session that comes back starts a new record.
+	record(t, s, &event.Event{Session: "s07", Type: event.SessionStart})
+	if evs, _ := s.Events("s07", 0, 0); len(evs) != 1 || evs[0].Seq != 1 {
+		t.Fatalf("recreated session: %+v", evs)
+	}
+}
+
+func TestSSEAfter(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	sse := func(stream, id, data string) *event.Event {
+		return &event.Event{Session: "x", Type: event.SSE, Stream: stream, EventID: id, Data: []byte(data)}
+	}
+	record(t, s,
+		sse("r /a", "1", "one"),
+		sse("r /b", "1", "other stream"),
+		sse("r /a", "2", "two"),
+		&event.Event{Session: "x", Type: event.Request, Path: "/a"},
+		sse("r /a", "", "no id"),
+		sse("r /a", "3", "three"),
+	)
+	// A second batch repeats id 2 (an upstream resuming): the index moves
+	// to the latest occurrence.
+	record(t, s, sse("r /a", "2", "two again"), sse("r /a", "4", "four"))
+
+	replay := func(stream, id string) (bool, []string) {
+		var got []string
+		found, err := s.SSEAfter(context.Background(), "x", stream, id, func(e *event.Event) error {
+			got = append(got, string(e.Data))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found, got
+	}
+	for _, tc := range []struct {
+		stream, id string
+		found      bool
+		want       string
+	}{
+		{"r /a", "1", true, "[two no id three two again four]"},
+		{"r /a", "2", true, "[four]"},
+		{"r /a", "3", true, "[two again four]"},
+		{"r /a", "4", true, "[]"},
+		{"r /b", "1", true, "[]"},
+		{"r /a", "9", false, "[]"},
+		{"r /c", "1", false, "[]"},
+		{"r /a", "", false, "[]"},
+	} {
+		found, got := replay(tc.stream, tc.id)
+		if found != tc.found || fmt.Sprint(got) != tc.want {
+			t.Errorf("SSEAfter(%q, %q) = %v %v, want %v %s", tc.stream, tc.id, found, got, tc.found, tc.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stop := fmt.Errorf("stop")
+	_, err := s.SSEAfter(ctx, "x", "r /a", "1", func(*event.Event) error { return stop })
+	if err != stop {
+		t.Fatalf("callback error not returned: %v", err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	now := time.Now()
+	old := now.Add(-48 * time.Hour)
+	record(t, s,
+		&event.Event{Session: "old", Type: event.SessionStart, Time: old},
+		&event.Event{Session: "old", Type: event.SessionEnd, Time: old.Add(time.Minute)},
+		// Started long ago but still active: kept.
+		&event.Event{Session: "long", Type: event.SessionStart, Time: old},
+		&event.Event{Session: "long", Type: event.Request, Time: now},
+		&event.Event{Session: "new", Type: event.SessionStart, Time: now},
+	)
+	n, err := s.ExpireIdle(now.Add(-24 * time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("ExpireIdle = %d, %v; want 1", n, err)
+	}
+	page, _, _ := s.ListSessions(10, "")
+	if len(page) != 2 || page[0].ID != "new" || page[1].ID != "long" {
+		t.Fatalf("after retention: %+v", page)
+	}
+	if evs, _ := s.Events("old", 0, 0); len(evs) != 0 {
+		t.Fatalf("expired session still has %d events", len(evs))
+	}
+
+	// Size cap: many sessions of ~1 KiB; a cap of 10 KiB keeps the newest.
+	var evs []*event.Event
+	for i := range 50 {
+		evs = append(evs, &event.Event{Session: fmt.Sprintf("z%02d", i), Type: event.Request,
+			Body: make([]byte, 1000), Time: now.Add(time.Duration(i) * time.Second)})
+	}
+	record(t, s, evs...)
+	n, err = s.EnforceMaxBytes(10 << 10)
+	if err != nil || n < 40 {
+		t.Fatalf("EnforceMaxBytes = %d, %v; want ≥ 40 deleted", n, err)
+	}
+	live, _ := s.LiveBytes()
+	if live > 10<<10 {
+		t.Fatalf("live bytes %d over the cap", live)
+	}
+	page, _, _ = s.ListSessions(1, "")
+	if page[0].ID != "z49" {
+		t.Fatalf("newest session %q deleted by the size cap", page[0].ID)
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	record(t, s, &event.Event{Session: "a", Type: event.SessionStart})
+	// Pebble locks the directory even for a read-only open.
+	if _, err := Open(dir, Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a store held by another handle succeeded")
+	}
+	s.Close()
+	ro, err := Open(dir, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if evs, err := ro.Events("a", 0, 0); err != nil || len(evs) != 1 {
+		t.Fatalf("read-only Events = %v, %v", evs, err)
+	}
+	if _, err := ro.DeleteSession("a"); err == nil {
+		t.Fatal("delete on a read-only store succeeded")
+	}
+	if _, err := NewWorker(ro, WorkerOptions{}); err == nil {
+		t.Fatal("worker on a read-only store started")
+	}
+	if _, err := Open(t.TempDir()+"/missing", Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing store succeeded")
+	}
+}

@@ -1,0 +1,474 @@
+package store
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/event"
+)
+
+// WorkerOptions configure a Worker. Zero values take the defaults of the
+// storage section (docs/config.md).
+type WorkerOptions struct {
+	QueueSize      int           // default 10,000; also bounds the retry heap
+	BatchSize      int           // default 50
+	FlushInterval  time.Duration // default 10ms
+	NoSync         bool          // default false: every commit is synced
+	MaxAttempts    int           // default 5
+	RetryBase      time.Duration // default 100ms
+	RetryCap       time.Duration // default 5s
+	EnqueueTimeout time.Duration // default 5ms
+	// CaptureBytes truncates Body and Data (0: no limit). The proxy already
+	// does; the worker does it again so no path records more.
+	CaptureBytes int
+	// Redact lists header names (any case) whose values are recorded as
+	// "[redacted]"; applied again here for the same reason.
+	Redact []string
+	// Committer commits batches (nil: the store itself).
+	Committer BatchCommitter
+	// OnCommit, if set, is called by the worker goroutine after each
+	// successful commit with the events it made durable. The slice and
+	// events must not be retained.
+	OnCommit   func([]*event.Event)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// WorkerOptionsFrom builds WorkerOptions from the configuration.
+func WorkerOptionsFrom(st config.Storage, ss config.Sessions) WorkerOptions {
+	return WorkerOptions{
+		QueueSize:      st.QueueSize,
+		BatchSize:      st.BatchSize,
+		FlushInterval:  time.Duration(st.FlushInterval),
+		NoSync:         !st.Sync,
+		MaxAttempts:    st.MaxAttempts,
+		RetryBase:      time.Duration(st.RetryBase),
+		RetryCap:       time.Duration(st.RetryCap),
+		EnqueueTimeout: time.Duration(st.EnqueueTimeout),
+		CaptureBytes:   int(ss.CaptureBodyBytes),
+		Redact:         ss.Redact,
+	}
+}
+
+func (o *WorkerOptions) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.QueueSize, 10000)
+	def(&o.BatchSize, 50)
+	def(&o.MaxAttempts, 5)
+	defd(&o.FlushInterval, 10*time.Millisecond)
+	defd(&o.RetryBase, 100*time.Millisecond)
+	defd(&o.RetryCap, 5*time.Second)
+	defd(&o.EnqueueTimeout, 5*time.Millisecond)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Redacted is the value recorded in place of a redacted header's.
+const Redacted = "[redacted]"
+
+// Worker is the event.Sink that persists session events: a bounded queue
+// drained by one goroutine into batched, synced Pebble commits, with a
+// retry heap for failed batches. See the package documentation.
+type Worker struct {
+	store  *Store
+	opts   WorkerOptions
+	commit BatchCommitter
+	wo     *pebble.WriteOptions
+	log    *slog.Logger
+	redact map[string]bool
+	m      *workerMetrics
+
+	queue chan *event.Event
+
+	// closeMu makes Close and Record exclusive: once closed is set under
+	// the write lock, no Record is between its check and its send.
+	closeMu sync.RWMutex
+	closed  bool
+	closing chan struct{}
+	done    chan struct{}
+
+	retryDepth atomic.Int64 // mirrors retry.Len() for the gauge
+
+	// Owned by the worker goroutine.
+	retry   retryHeap
+	scratch writeScratch
+	dedup   map[sseIdentity]struct{}
+	evs     []*event.Event
+	items   []item
+}
+
+// item is an event in a batch with the attempts already made for it.
+type item struct {
+	ev       *event.Event
+	attempts int
+}
+
+type sseIdentity struct{ session, stream, id string }
+
+// NewWorker starts a worker writing to s.
+func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
+	if s.readOnly {
+		return nil, errors.New("start recorder: store opened read-only")
+	}
+	opts.setDefaults()
+	m, err := newWorkerMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		store:   s,
+		opts:    opts,
+		commit:  opts.Committer,
+		wo:      pebble.Sync,
+		log:     opts.Logger,
+		m:       m,
+		queue:   make(chan *event.Event, opts.QueueSize),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+		dedup:   make(map[sseIdentity]struct{}),
+	}
+	if w.commit == nil {
+		w.commit = s.db
+	}
+	if opts.NoSync {
+		w.wo = pebble.NoSync
+	}
+	if len(opts.Redact) > 0 {
+		w.redact = make(map[string]bool, len(opts.Redact))
+		for _, h := range opts.Redact {
+			w.redact[strings.ToLower(h)] = true
+		}
+	}
+	if opts.Registerer != nil {
+		if err := m.registerGauges(opts.Registerer,
+			func() float64 { return float64(len(w.queue)) },
+			func() float64 { return float64(w.retryDepth.Load()) }); err != nil {
+			return nil, err
+		}
+	}
+	go w.run()
+	return w, nil
+}
+
+// Record queues e for writing. It waits at most the enqueue timeout for
+// room and returns false when the event was shed (queue full, worker
+// closed, or an event without a usable session id).
+func (w *Worker) Record(e *event.Event) bool {
+	if e == nil || e.Session == "" || len(e.Session) > MaxSessionIDLen {
+		w.m.shed.WithLabelValues("invalid").Inc()
+		return false
+	}
+	e.Seq = 0
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	w.closeMu.RLock()
+	defer w.closeMu.RUnlock()
+	if w.closed {
+		w.m.shed.WithLabelValues("closed").Inc()
+		return false
+	}
+	select {
+	case w.queue <- e:
+		return true
+	default:
+	}
+	w.m.enqueueWaits.Inc()
+	t := time.NewTimer(w.opts.EnqueueTimeout)
+	defer t.Stop()
+	select {
+	case w.queue <- e:
+		return true
+	case <-t.C:
+		w.m.shed.WithLabelValues("full").Inc()
+		return false
+	}
+}
+
+var _ event.Sink = (*Worker)(nil)
+
+// Close stops accepting events, writes everything queued (events waiting
+// for a retry get one last attempt) and stops the worker. It does not close
+// the store.
+func (w *Worker) Close() error {
+	w.closeMu.Lock()
+	already := w.closed
+	w.closed = true
+	w.closeMu.Unlock()
+	if !already {
+		close(w.closing)
+	}
+	<-w.done
+	return nil
+}
+
+func (w *Worker) run() {
+	defer close(w.done)
+	retryTimer := time.NewTimer(time.Hour)
+	retryTimer.Stop()
+	flushTimer := time.NewTimer(time.Hour)
+	flushTimer.Stop()
+	for {
+		w.items = w.items[:0]
+		w.takeDue(time.Now())
+		if len(w.items) == 0 {
+			// Idle: wait for an event, a due retry or Close.
+			var retryC <-chan time.Time
+			if w.retry.Len() > 0 {
+				retryTimer.Reset(time.Until(w.retry[0].due))
+				retryC = retryTimer.C
+			}
+			select {
+			case e := <-w.queueIfRoom():
+				w.items = append(w.items, item{ev: e})
+			case <-retryC:
+				w.takeDue(time.Now())
+			case <-w.closing:
+				retryTimer.Stop()
+				w.drain()
+				return
+			}
+			retryTimer.Stop()
+		}
+		w.fill()
+		if len(w.items) < w.opts.BatchSize && w.room() {
+			// Wait up to flush_interval for the batch to fill.
+			flushTimer.Reset(w.opts.FlushInterval)
+		wait:
+			for len(w.items) < w.opts.BatchSize && w.room() {
+				select {
+				case e := <-w.queue:
+					w.items = append(w.items, item{ev: e})
+					w.fill()
+				case <-flushTimer.C:
+					break wait
+				case <-w.closing:
+					break wait
+				}
+			}
+			flushTimer.Stop()
+		}
+		w.flush(false)
+	}
+}
+
+// room reports whether the worker may take more new events: events in
+// flight (batch plus retry heap) are bounded by the queue size, so a
+// failing store turns into a full queue and sheds instead of growing.
+func (w *Worker) room() bool { return len(w.items)+w.retry.Len() < w.opts.QueueSize }
+
+func (w *Worker) queueIfRoom() <-chan *event.Event {
+	if w.room() {
+		return w.queue
+	}
+	return nil
+}
+
+// fill takes queued events without waiting until the batch is full.
+func (w *Worker) fill() {
+	for len(w.items) < w.opts.BatchSize && w.room() {
+		select {
+		case e := <-w.queue:
+			w.items = append(w.items, item{ev: e})
+		default:
+			return
+		}
+	}
+}
+
+// takeDue moves retries that are due into the batch.
+func (w *Worker) takeDue(now time.Time) {
+	for w.retry.Len() > 0 && len(w.items) < w.opts.BatchSize && !w.retry[0].due.After(now) {
+		r := heap.Pop(&w.retry).(*retryEntry)
+		w.items = append(w.items, item{ev: r.ev, attempts: r.attempts})
+	}
+	w.retryDepth.Store(int64(w.retry.Len()))
+}
+
+// drain writes everything left at Close: the queue (no Record can add to
+// it any more), then each retry once more regardless of its due time.
+func (w *Worker) drain() {
+	for {
+		w.items = w.items[:0]
+		for len(w.items) < w.opts.BatchSize {
+			select {
+			case e := <-w.queue:
+				w.items = append(w.items, item{ev: e})
+				continue
+			default:
+			}
+			break
+		}
+		if len(w.items) == 0 {
+			break
+		}
+		w.flush(false)
+	}
+	for w.retry.Len() > 0 {
+		w.items = w.items[:0]
+		for w.retry.Len() > 0 && len(w.items) < w.opts.BatchSize {
+			r := heap.Pop(&w.retry).(*retryEntry)
+			w.items = append(w.items, item{ev: r.ev, attempts: r.attempts})
+		}
+		w.flush(true)
+	}
+}
+
+// prepare redacts and truncates an event on its first attempt.
+func (w *Worker) prepare(e *event.Event) {
+	if w.redact != nil {
+		for i := range e.Headers {
+			if w.redact[strings.ToLower(e.Headers[i].Name)] {
+				e.Headers[i].Value = Redacted
+			}
+		}
+	}
+	if n := w.opts.CaptureBytes; n > 0 {
+		if len(e.Body) > n {
+			if e.BodyBytes == 0 {
+				e.BodyBytes = int64(len(e.Body))
+			}
+			e.Body = e.Body[:n]
+		}
+		if len(e.Data) > n {
+			if e.BodyBytes == 0 {
+				e.BodyBytes = int64(len(e.Data))
+			}
+			e.Data = e.Data[:n]
+		}
+	}
+}
+
+// flush commits the batch in w.items. final (at Close) makes a failure
+// exhaust the events instead of scheduling another attempt.
+func (w *Worker) flush(final bool) {
+	if len(w.items) == 0 {
+		return
+	}
+	// Coalesce: a repeated SSE id on one stream of one session within the
+	// batch is the same event sent again (an upstream resuming); keep the
+	// first. Activity touches coalesce inside commitEvents (one metadata
+	// write per session).
+	clear(w.dedup)
+	kept := w.items[:0]
+	dups := 0
+	for _, it := range w.items {
+		e := it.ev
+		if it.attempts == 0 {
+			w.prepare(e)
+		}
+		if e.Type == event.SSE && e.EventID != "" {
+			k := sseIdentity{e.Session, e.Stream, e.EventID}
+			if _, seen := w.dedup[k]; seen {
+				if e.Seq != 0 {
+					w.store.release([]*event.Event{e})
+				}
+				dups++
+				continue
+			}
+			w.dedup[k] = struct{}{}
+		}
+		kept = append(kept, it)
+	}
+	w.items = kept
+	w.evs = w.evs[:0]
+	for _, it := range w.items {
+		w.evs = append(w.evs, it.ev)
+	}
+	w.m.batchSize.Observe(float64(len(w.evs)))
+	start := time.Now()
+	keys, err := w.store.commitEvents(w.evs, w.commit, w.wo, &w.scratch)
+	w.m.commitLatency.Observe(time.Since(start).Seconds())
+	if err == nil {
+		w.m.written.Add(float64(len(w.evs)))
+		// Without coalescing each event would write its own key, its
+		// session's metadata, and its SSE id index entry.
+		logical := 2*len(w.evs) + 2*dups
+		for _, e := range w.evs {
+			if e.Type == event.SSE && e.EventID != "" {
+				logical++
+			}
+		}
+		w.m.coalesce(dups, logical, keys)
+		if w.opts.OnCommit != nil {
+			w.opts.OnCommit(w.evs)
+		}
+		return
+	}
+	w.m.failures.Inc()
+	now := time.Now()
+	var exhausted []*event.Event
+	for _, it := range w.items {
+		it.attempts++
+		if final || it.attempts >= w.opts.MaxAttempts {
+			exhausted = append(exhausted, it.ev)
+			continue
+		}
+		w.m.retries.Inc()
+		heap.Push(&w.retry, &retryEntry{ev: it.ev, attempts: it.attempts, due: now.Add(w.backoff(it.attempts))})
+	}
+	w.retryDepth.Store(int64(w.retry.Len()))
+	if len(exhausted) == 0 {
+		w.log.Warn("session events commit failed; will retry", "events", len(w.items), "err", err)
+		return
+	}
+	w.m.exhausted.Add(float64(len(exhausted)))
+	w.store.release(exhausted)
+	sample := make([]string, 0, 3)
+	for _, e := range exhausted[:min(3, len(exhausted))] {
+		sample = append(sample, fmt.Sprintf("%s/%d(%s)", e.Session, e.Seq, e.Type))
+	}
+	w.log.Error("session events lost: commit attempts exhausted",
+		"events", len(exhausted), "first", sample, "max_attempts", w.opts.MaxAttempts, "at_shutdown", final, "err", err)
+}
+
+// backoff is the wait before attempt n+1: base doubling per attempt, capped.
+func (w *Worker) backoff(attempts int) time.Duration {
+	d := w.opts.RetryBase
+	for i := 1; i < attempts && d < w.opts.RetryCap; i++ {
+		d *= 2
+	}
+	return min(d, w.opts.RetryCap)
+}
+
+type retryEntry struct {
+	ev       *event.Event
+	attempts int
+	due      time.Time
+}
+
+// retryHeap orders events waiting for another attempt by due time.
+type retryHeap []*retryEntry
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(*retryEntry)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return x
+}
