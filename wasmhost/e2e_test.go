@@ -211,3 +211,152 @@ func adminJSON(t *testing.T, g *gw, method, path string, out any) int {
 	}
 	return resp.StatusCode
 }
+
+func sseUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/sse/stream" {
+			b, _ := io.ReadAll(r.Body)
+			w.Write(append([]byte("echo:"), b...))
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, e := range []string{"id: 1\ndata: one\n\n", "data: drop this\n\n", "data: secret\n\n", "id: 4\ndata: four\n\n"} {
+			io.WriteString(w, e)
+			w.(http.Flusher).Flush()
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func TestGatewayBodiesAndSSE(t *testing.T) {
+	up := sseUpstream(t)
+	g := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
+upstreams: [{name: up, targets: [%q]}]
+routes: [{name: sse, match: {path_prefix: /sse}, upstream: up, plugins: [all]}]
+plugins: [{name: all, file: %q, pool_size: 1}]
+storage: {enabled: false}
+`, up, build(t, wasmbuild.C, "all.c")))
+	req, _ := http.NewRequest("POST", g.base+"/sse/upload", strings.NewReader("hello body"))
+	resp, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "echo:HELLO BODY!" {
+		t.Fatalf("request body through the plugin: %d %q", resp.StatusCode, b)
+	}
+	resp, body := g.do(t, "GET", "/sse/stream")
+	want := "id: 1\ndata: one\n\ndata: [redacted]\n\nid: 4\ndata: four\n\n"
+	if resp.StatusCode != 200 || body != want {
+		t.Fatalf("SSE through the plugin: %d\n%q\nwant\n%q", resp.StatusCode, body, want)
+	}
+}
+
+// TestGatewayHostilePlugins: while hostile plugins misbehave on their
+// routes, a route without plugins and a route with a good plugin keep
+// answering every request, and the hostile routes answer per policy.
+func TestGatewayHostilePlugins(t *testing.T) {
+	up := echoUpstream(t)
+	hostile := build(t, wasmbuild.C, "hostile.c")
+	wat := build(t, wasmbuild.WAT, "headers.wat")
+	g := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
+upstreams: [{name: up, targets: [%q]}]
+routes:
+  - {name: closed, match: {path_prefix: /closed}, upstream: up, plugins: [hclosed]}
+  - {name: open, match: {path_prefix: /open}, upstream: up, plugins: [hopen]}
+  - {name: good, match: {path_prefix: /good}, upstream: up, plugins: [good]}
+  - {name: plain, match: {path_prefix: /}, upstream: up}
+plugins:
+  - {name: hclosed, file: %q, pool_size: 2, cpu_limit: 50ms, memory_limit: 8MiB, queue_timeout: 2s}
+  - {name: hopen, file: %q, pool_size: 2, cpu_limit: 50ms, memory_limit: 8MiB, failure_policy: fail_open, queue_timeout: 2s}
+  - {name: good, file: %q, pool_size: 2}
+storage: {enabled: false}
+`, up, hostile, hostile, wat))
+
+	modes := []string{"loop:req_headers", "loop:resp_headers", "loop:resp_body", "trap:req_headers", "recurse:req_headers",
+		"membomb:req_headers", "logspam", "headers10k", "status0", "status1000", "loop:log", "loop:done"}
+	stop := make(chan struct{})
+	goodErrs := make(chan string, 100)
+	var served, done = make(chan int, 2), make(chan struct{})
+	for w := 0; w < 2; w++ {
+		go func(w int) {
+			n := 0
+			defer func() { served <- n }()
+			path := []string{"/plain", "/good"}[w]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", g.base+path, nil)
+				req.Header.Set("X-In", "v")
+				resp, err := g.client.Do(req)
+				if err != nil {
+					goodErrs <- err.Error()
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || (path == "/good" && resp.Header.Get("X-Out") != "v") {
+					goodErrs <- fmt.Sprintf("%s: %d", path, resp.StatusCode)
+					return
+				}
+				n++
+			}
+		}(w)
+	}
+	go func() {
+		defer close(done)
+		for _, mode := range modes {
+			for _, route := range []string{"/closed", "/open"} {
+				req, _ := http.NewRequest("GET", g.base+route, nil)
+				req.Header.Set("X-Hostile", mode)
+				resp, err := g.client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil {
+					// A fail_closed failure after the response headers went
+					// out can only end the stream (chain contract).
+					if !(route == "/closed" && strings.HasSuffix(mode, ":resp_body")) {
+						t.Errorf("%s %s: %v", route, mode, err)
+					}
+					continue
+				}
+				failing := !strings.HasPrefix(mode, "log") && !strings.HasPrefix(mode, "status") && mode != "headers10k" && !strings.HasSuffix(mode, ":log") && !strings.HasSuffix(mode, ":done")
+				want := 200
+				if failing && route == "/closed" {
+					want = 500
+				}
+				if resp.StatusCode != want {
+					t.Errorf("%s %s: %d, want %d", route, mode, resp.StatusCode, want)
+				}
+			}
+		}
+	}()
+	<-done
+	close(stop)
+	total := <-served + <-served
+	close(goodErrs)
+	for e := range goodErrs {
+		t.Errorf("healthy route failed while plugins misbehaved: %s", e)
+	}
+	if total < 10 {
+		t.Fatalf("healthy routes served only %d requests", total)
+	}
+	t.Logf("healthy routes served %d requests meanwhile", total)
+}
