@@ -216,6 +216,38 @@ func (t *Table) Touch(id, route string) (s *Session, started bool, err error) {
 	return s, true, nil
 }
 
+// TouchBytes is Touch for an id still in a request buffer: touching a known
+// session allocates nothing (no string is made from id); only starting a
+// session copies it.
+func (t *Table) TouchBytes(id []byte, route string) (s *Session, started bool, err error) {
+	if !validIDBytes(id) {
+		return nil, false, ErrInvalidID
+	}
+	sh := &t.shards[maphash.Bytes(t.seed, id)&t.mask]
+	sh.mu.RLock()
+	s = sh.m[string(id)]
+	if s != nil {
+		s.lastSeen.Store(time.Now().UnixNano())
+		s.requests.Add(1)
+		sh.mu.RUnlock()
+		return s, false, nil
+	}
+	sh.mu.RUnlock()
+	return t.Touch(string(id), route)
+}
+
+func validIDBytes(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxIDLength {
+		return false
+	}
+	for _, c := range id {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // Get returns the session with that id, without touching it.
 func (t *Table) Get(id string) (*Session, bool) {
 	sh := t.shardOf(id)

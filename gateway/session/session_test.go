@@ -790,3 +790,60 @@ func BenchmarkTouchChurn(b *testing.B) {
 		})
 	}
 }
+
+func TestTouchBytes(t *testing.T) {
+	tbl, rec, _ := newTestTable(t, 10, time.Hour)
+	buf := []byte("hdr:abc")
+	s1, started, err := tbl.TouchBytes(buf[4:], "r")
+	if err != nil || !started || s1.ID != "abc" {
+		t.Fatalf("first TouchBytes: %v %v %v", s1, started, err)
+	}
+	copy(buf[4:], "xyz") // the caller reuses its buffer
+	if s1.ID != "abc" {
+		t.Fatalf("session id aliases the caller's buffer: %q", s1.ID)
+	}
+	s2, started, err := tbl.TouchBytes([]byte("abc"), "r")
+	if err != nil || started || s2 != s1 || s1.Requests() != 2 {
+		t.Fatalf("second TouchBytes: same=%v started=%v err=%v requests=%d", s2 == s1, started, err, s1.Requests())
+	}
+	if s3, _, _ := tbl.Touch("abc", "r"); s3 != s1 {
+		t.Fatal("Touch and TouchBytes disagree on the session")
+	}
+	for _, bad := range [][]byte{nil, []byte("a b"), make([]byte, MaxIDLength+1)} {
+		if _, _, err := tbl.TouchBytes(bad, "r"); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("TouchBytes(%q): %v, want ErrInvalidID", bad, err)
+		}
+	}
+	if n := len(rec.all()); n != 1 {
+		t.Errorf("%d events, want 1", n)
+	}
+	allocs := testing.AllocsPerRun(100, func() { tbl.TouchBytes(buf[:3], "r") })
+	if _, ok := tbl.Get("hdr"); !ok {
+		t.Fatal("hdr not started")
+	}
+	if allocs != 0 {
+		t.Errorf("TouchBytes of a known session allocates %v times", allocs)
+	}
+}
+
+// BenchmarkTouchBytes is the proxy's call: the id is still in the request
+// buffer.
+func BenchmarkTouchBytes(b *testing.B) {
+	tbl := NewTable(sessionsCfg(1<<20, time.Hour, time.Second), config.SSE{}, nil, nil, nil)
+	ids := make([][]byte, 4096)
+	for i := range ids {
+		ids[i] = []byte(NewID())
+		tbl.TouchBytes(ids[i], "r")
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(ids))
+		for pb.Next() {
+			if _, started, err := tbl.TouchBytes(ids[i&(len(ids)-1)], "r"); err != nil || started {
+				b.Fatal("touch of a known session failed or started", err)
+			}
+			i++
+		}
+	})
+}
