@@ -24,6 +24,22 @@ run: build
 toolchains:
 	bash scripts/toolchains.sh
 
+# The example interceptor in five languages, built from source to
+# bin/examples/<lang>.wasm (examples/README.md; examples/plugins.yaml uses them).
+RUST_REACTOR := /usr/lib/rustlib/wasm32-wasi/lib/self-contained/crt1-reactor.o
+examples: toolchains
+	@mkdir -p $(BIN)/examples
+	wat2wasm --enable-all examples/wat/interceptor.wat -o $(BIN)/examples/wat.wasm
+	clang --target=wasm32-wasi -O2 -mexec-model=reactor -Wl,--strip-all -I sdk/c -o $(BIN)/examples/c.wasm examples/c/interceptor.c
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(BIN)/examples/go.wasm ./examples/go
+	cd examples/rust && RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=$(CURDIR)/$(BIN)/rust-target \
+	  RUSTFLAGS="-C link-arg=$(RUST_REACTOR) -C link-arg=--export=_initialize" \
+	  /usr/bin/cargo build --offline --quiet --release --target wasm32-wasi
+	cp $(BIN)/rust-target/wasm32-wasi/release/interceptor.wasm $(BIN)/examples/rust.wasm
+	cd sdk/assemblyscript && node_modules/.bin/asc ../../examples/assemblyscript/interceptor.ts \
+	  -O3 --runtime incremental --use abort= -o $(CURDIR)/$(BIN)/examples/assemblyscript.wasm
+	@ls -l $(BIN)/examples/*.wasm
+
 test: toolchains
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 14m $(PKGS)
