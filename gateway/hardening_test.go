@@ -443,19 +443,35 @@ func TestHardeningIdleKeepAlive(t *testing.T) {
 	}
 }
 
-func TestHardeningMaxConnsPerIP(t *testing.T) {
-	hardLeakCheck(t)
-	up := startHardUpstream(t)
-	g := startHardGateway(t, up.addr, "max_conns_per_ip: 3, read_header_timeout: 5s, idle_timeout: 10s")
+func TestHardeningConnLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name, limits string
+		code         int
+	}{
+		{"max_conns_per_ip", "max_conns_per_ip: 3", http.StatusTooManyRequests},
+		{"max_conns", "max_conns: 3", http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hardLeakCheck(t)
+			up := startHardUpstream(t)
+			g := startHardGateway(t, up.addr, tc.limits+", read_header_timeout: 5s, idle_timeout: 10s")
+			hardConnLimit(t, g, up, tc.code)
+		})
+	}
+}
 
+// hardConnLimit holds three keep-alive connections, expects a fourth to be
+// refused with code and a one-line reason, then a slot to free up when one
+// held connection closes.
+func hardConnLimit(t *testing.T, g *gateway.Gateway, up *hardUpstream, code int) {
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
 			c.Close()
 		}
 	}()
-	// Hold three keep-alive connections that each completed a request, so
-	// the gateway has certainly accepted and counted them.
+	// Each held connection completes a request, so the gateway has
+	// certainly accepted and counted it.
 	for i := range 3 {
 		c, err := net.Dial("tcp", g.Addr())
 		if err != nil {
@@ -479,17 +495,13 @@ func TestHardeningMaxConnsPerIP(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("fourth connection: no response: %v", r.err)
 	}
-	if r.status != http.StatusTooManyRequests && r.status != http.StatusServiceUnavailable {
-		t.Errorf("fourth connection: status %d %q, want 429 or 503", r.status, r.body)
-	}
-	if !oneLine(r.body) {
-		t.Errorf("fourth connection: body %q is not a one-line reason", r.body)
+	if r.status != code || !oneLine(r.body) {
+		t.Errorf("fourth connection: %d %q, want %d with a one-line reason", r.status, r.body, code)
 	}
 	if got := up.requests()[before:]; len(got) != 0 {
 		t.Errorf("upstream got %v from a connection over the limit", got)
 	}
 
-	// Closing one held connection frees a slot.
 	held[0].Close()
 	held = held[1:]
 	deadline := time.Now().Add(5 * time.Second)
