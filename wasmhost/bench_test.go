@@ -1,0 +1,74 @@
+package wasmhost
+
+import (
+	"testing"
+
+	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/internal/wasmbuild"
+)
+
+// BenchmarkRequest: one request (request headers, response headers, Done)
+// through chain.Stream with no plugin and with a plugin that reads a request
+// header and adds a response header, in WAT, C and Go (the examples with
+// the same job: check x-api-key, add a configured response header).
+// "nolimit" runs the same guests in a runtime without the CPU-limit
+// mechanism (no WithCloseOnContextDone, no watchdog) to price it.
+func BenchmarkRequest(b *testing.B) {
+	exCfg := map[string]any{"header": "x-out", "value": "v", "api_key": "k"}
+	guests := []struct {
+		name string
+		lang wasmbuild.Lang
+		src  string
+		cfg  any
+	}{
+		{"wat", wasmbuild.WAT, "wasmhost/testdata/headers.wat", nil},
+		{"c", wasmbuild.C, "examples/c/interceptor.c", exCfg},
+		{"go", wasmbuild.Go, "examples/go", exCfg},
+	}
+	b.Run("none", func(b *testing.B) { benchChain(b, chain.Nop) })
+	for _, limit := range []bool{true, false} {
+		for _, g := range guests {
+			name := g.name
+			if !limit {
+				name += "-nolimit"
+			}
+			b.Run(name, func(b *testing.B) {
+				file := wasmbuild.MustBuild(b, g.lang, wasmbuild.Path(g.src))
+				th := newHost(b, Options{noCPULimit: !limit}, plugin("p", file, func(p *config.Plugin) {
+					p.PoolSize = 1
+					p.Config = g.cfg
+				}))
+				benchChain(b, th.chain(b, refs("p")...))
+			})
+		}
+	}
+}
+
+func benchChain(b *testing.B, c chain.Chain) {
+	info := testInfo()
+	req0 := reqHeaders("/bench", "x-in", "value", "x-api-key", "k", "user-agent", "bench")
+	resp0 := chain.Headers{{Name: ":status", Value: "200"}, {Name: "content-type", Value: "text/plain"}}
+	req := make(chain.Headers, 0, 16)
+	resp := make(chain.Headers, 0, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req = append(req[:0], req0...)
+		resp = append(resp[:0], resp0...)
+		s, err := c.NewStream(info)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res := s.RequestHeaders(&req, true); res.Action != chain.Continue {
+			b.Fatalf("request: %+v", res.Response)
+		}
+		if res := s.ResponseHeaders(&resp, true); res.Action != chain.Continue {
+			b.Fatalf("response: %+v", res.Response)
+		}
+		s.Done()
+		if c.Len() > 0 && len(resp) != 3 {
+			b.Fatalf("response headers %v", resp)
+		}
+	}
+}
