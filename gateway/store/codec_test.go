@@ -13,7 +13,7 @@ func sampleEvents() []event.Event {
 	return []event.Event{
 		{Type: event.SessionStart, Time: t0, Route: "mcp"},
 		{Type: event.Request, Time: t0, Route: "mcp", RequestID: "r1", Method: "POST", Path: "/mcp?x=1",
-			Headers: []event.Header{{"Content-Type", "application/json"}, {"Authorization", "[redacted]"}},
+			Headers: []event.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "Authorization", Value: "[redacted]"}},
 			Body:    []byte(`{"jsonrpc":"2.0"}`), BodyBytes: 17},
 		{Type: event.Response, Time: t0, Method: "POST", Path: "/mcp", Status: 200, Latency: 1500 * time.Microsecond, BodyBytes: 1 << 40},
 		{Type: event.SSE, Time: t0, Stream: "mcp /mcp", EventID: "42", EventName: "message", Data: []byte("a\nb"), BodyBytes: 3},

@@ -1,0 +1,310 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/wasmgate/wasmgate/gateway/event"
+)
+
+// flakyCommitter commits through the real DB unless failing is set.
+type flakyCommitter struct {
+	db      *pebble.DB
+	failing atomic.Bool
+	calls   atomic.Int64
+}
+
+var errDiskGone = errors.New("injected: disk gone")
+
+func (c *flakyCommitter) Apply(b *pebble.Batch, o *pebble.WriteOptions) error {
+	c.calls.Add(1)
+	if c.failing.Load() {
+		return errDiskGone
+	}
+	return c.db.Apply(b, o)
+}
+
+func countEvents(t *testing.T, s *Store) int {
+	t.Helper()
+	n := 0
+	cursor := ""
+	for {
+		page, next, err := s.ListSessions(100, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range page {
+			evs, err := s.Events(p.ID, 0, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range evs {
+				if e.Seq != uint64(i+1) {
+					t.Fatalf("session %s: event %d has seq %d", p.ID, i, e.Seq)
+				}
+			}
+			n += len(evs)
+		}
+		if next == "" {
+			return n
+		}
+		cursor = next
+	}
+}
+
+// TestWorkerTenThousandAtOnce enqueues 10,000 events from many goroutines at
+// once: none is shed, all are written, memory and goroutines come back.
+func TestWorkerTenThousandAtOnce(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+
+	w, err := NewWorker(s, WorkerOptions{QueueSize: 10000, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const producers, each = 100, 100
+	var wg sync.WaitGroup
+	var shed atomic.Int64
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				e := &event.Event{Session: fmt.Sprintf("s%03d", (p*each+i)%500), Type: event.Request,
+					Method: "POST", Path: "/mcp", Body: make([]byte, 200)}
+				if !w.Record(e) {
+					shed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	w.Close()
+	if shed.Load() != 0 {
+		t.Fatalf("%d events shed with queue_size = total", shed.Load())
+	}
+	if got := val(w.m.written); got != producers*each {
+		t.Fatalf("written counter %v, want %d", got, producers*each)
+	}
+	if n := countEvents(t, s); n != producers*each {
+		t.Fatalf("%d events in the store, want %d", n, producers*each)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	// 10,000 events of ~250 bytes are ~2.5 MB of payload; the memtable is
+	// the larger part. Anything past 64 MiB is unbounded growth.
+	if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 64<<20 {
+		t.Fatalf("heap in use grew by %d MiB", grow>>20)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > goroutines {
+		t.Fatalf("goroutines %d after close, %d before", g, goroutines)
+	}
+}
+
+// TestWorkerInjectedFailure makes every commit fail: events are retried
+// with backoff, then counted exhausted; once queue plus retries are full,
+// Record sheds after the enqueue timeout and keeps returning promptly.
+func TestWorkerInjectedFailure(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	c := &flakyCommitter{db: s.db}
+	c.failing.Store(true)
+	reg := prometheus.NewRegistry()
+	w, err := NewWorker(s, WorkerOptions{
+		QueueSize: 100, BatchSize: 10, FlushInterval: time.Millisecond,
+		MaxAttempts: 3, RetryBase: 5 * time.Millisecond, RetryCap: 20 * time.Millisecond,
+		EnqueueTimeout: 2 * time.Millisecond, Committer: c, Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, shedN := 0, 0
+	var slowest time.Duration
+	for i := range 2000 {
+		start := time.Now()
+		ok := w.Record(&event.Event{Session: fmt.Sprint("s", i%7), Type: event.Request})
+		slowest = max(slowest, time.Since(start))
+		if ok {
+			accepted++
+		} else {
+			shedN++
+		}
+	}
+	// Generous: the bound is enqueue_timeout (2ms); a loaded box adds
+	// scheduling delay, never a disk wait.
+	if slowest > 500*time.Millisecond {
+		t.Errorf("slowest Record took %v with a failing store", slowest)
+	}
+	if shedN == 0 {
+		t.Errorf("nothing shed: 2000 events into a failing store with 100 slots")
+	}
+	// Let retries run out, then heal the store for the events still queued.
+	time.Sleep(150 * time.Millisecond)
+	c.failing.Store(false)
+	w.Close()
+
+	written := int(val(w.m.written))
+	exhausted := int(val(w.m.exhausted))
+	retries := val(w.m.retries)
+	if exhausted == 0 || retries == 0 {
+		t.Fatalf("exhausted %d, retries %v: want both > 0", exhausted, retries)
+	}
+	if written+exhausted != accepted {
+		t.Fatalf("accepted %d = written %d + exhausted %d? events went missing", accepted, written, exhausted)
+	}
+	if got := int(val(w.m.shed.WithLabelValues("full"))); got != shedN {
+		t.Fatalf("shed counter %d, Record returned false %d times", got, shedN)
+	}
+	if n := countEventsLoose(t, s); n != written {
+		t.Fatalf("%d events in the store, worker wrote %d", n, written)
+	}
+	// Every exhausted event attempted exactly max_attempts times: 3 tries
+	// each, 2 of them retries.
+	if int(retries) < 2*exhausted {
+		t.Fatalf("retries %v < 2 × exhausted %d", retries, exhausted)
+	}
+	if w.Record(&event.Event{Session: "late", Type: event.Request}) {
+		t.Fatal("Record after Close accepted")
+	}
+}
+
+// countEventsLoose counts events allowing gaps (exhausted numbers).
+func countEventsLoose(t *testing.T, s *Store) int {
+	t.Helper()
+	page, _, err := s.ListSessions(1000, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range page {
+		evs, err := s.Events(p.ID, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i < len(evs); i++ {
+			if evs[i].Seq <= evs[i-1].Seq {
+				t.Fatalf("session %s: seq %d after %d", p.ID, evs[i].Seq, evs[i-1].Seq)
+			}
+		}
+		n += len(evs)
+	}
+	return n
+}
+
+// TestWorkerRetryRecovers: a transient failure costs retries, not events.
+func TestWorkerRetryRecovers(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	c := &flakyCommitter{db: s.db}
+	c.failing.Store(true)
+	w, err := NewWorker(s, WorkerOptions{BatchSize: 10, FlushInterval: time.Millisecond,
+		RetryBase: 5 * time.Millisecond, RetryCap: 10 * time.Millisecond, Committer: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		w.Record(&event.Event{Session: "s", Type: event.Request, Path: fmt.Sprint("/", i)})
+	}
+	for c.calls.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	c.failing.Store(false)
+	w.Close()
+	if ex := val(w.m.exhausted); ex != 0 {
+		t.Fatalf("%v exhausted after a transient failure", ex)
+	}
+	evs, _ := s.Events("s", 0, 0)
+	if len(evs) != 30 {
+		t.Fatalf("%d events, want 30", len(evs))
+	}
+	// Numbers were reserved at the first attempt and kept across retries.
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("event %d seq %d", i, e.Seq)
+		}
+	}
+}
+
+func TestWorkerCoalesceAndRedact(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	reg := prometheus.NewRegistry()
+	w, err := NewWorker(s, WorkerOptions{BatchSize: 100, FlushInterval: 50 * time.Millisecond,
+		CaptureBytes: 4, Redact: []string{"authorization", "X-Api-Key"}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Record(&event.Event{Session: "a", Type: event.Request, Body: []byte("0123456789"),
+		Headers: []event.Header{{Name: "Authorization", Value: "Bearer x"}, {Name: "x-api-key", Value: "k"}, {Name: "Accept", Value: "*/*"}}})
+	for range 3 {
+		w.Record(&event.Event{Session: "a", Type: event.SSE, Stream: "st", EventID: "7", Data: []byte("d")})
+	}
+	w.Record(&event.Event{Session: "a", Type: event.SSE, Stream: "other", EventID: "7", Data: []byte("d")})
+	w.Close()
+	evs, _ := s.Events("a", 0, 0)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3 (duplicate SSE ids on one stream coalesced)", len(evs))
+	}
+	req := evs[0]
+	if string(req.Body) != "0123" || req.BodyBytes != 10 {
+		t.Errorf("body %q (%d bytes): capture limit not applied", req.Body, req.BodyBytes)
+	}
+	if req.Headers[0].Value != Redacted || req.Headers[1].Value != Redacted || req.Headers[2].Value != "*/*" {
+		t.Errorf("headers %+v: redaction wrong", req.Headers)
+	}
+	if got := val(w.m.coalesced); got != 2 {
+		t.Errorf("coalesced %v, want 2", got)
+	}
+	// 5 events would be 5 event keys + 5 touches + 4 index entries (14);
+	// written: 3 events + 1 touch + 2 index entries + 1 start index = 7.
+	if r := val(w.m.ratio); r < 0.4 {
+		t.Errorf("coalesce ratio %v", r)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"wasmgate_store_queue_depth", "wasmgate_store_retry_depth", "wasmgate_store_batch_events",
+		"wasmgate_store_commit_seconds", "wasmgate_store_shed_total", "wasmgate_store_coalesce_ratio"} {
+		if !names[n] {
+			t.Errorf("metric %s not registered", n)
+		}
+	}
+	if w.Record(&event.Event{Type: event.Request}) {
+		t.Error("event without a session accepted")
+	}
+}
+
+// val reads a counter or gauge.
+func val(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}
