@@ -73,10 +73,10 @@ func startHardUpstream(t *testing.T) *hardUpstream {
 	return u
 }
 
-// startHardGateway runs a gateway with limits small enough to test quickly;
-// extra is appended to the YAML (top-level keys it sets win over none: the
-// base sets only what every case shares).
-func startHardGateway(t *testing.T, upstream, limits string) *gateway.Gateway {
+// startHardGateway runs a gateway with the given limits (small enough to
+// test quickly); extra lines are appended to the YAML and may set top-level
+// keys the base leaves out (sessions, sse).
+func startHardGateway(t *testing.T, upstream, limits string, extra ...string) *gateway.Gateway {
 	t.Helper()
 	y := fmt.Sprintf(`
 listen: 127.0.0.1:0
@@ -86,7 +86,8 @@ upstreams: [{name: up, targets: [%q]}]
 routes: [{name: r, upstream: up}]
 storage: {enabled: false}
 shutdown: {drain_timeout: 2s}
-`, limits, upstream)
+%s
+`, limits, upstream, strings.Join(extra, "\n"))
 	cfg, err := config.Parse([]byte(y))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, y)
@@ -514,5 +515,48 @@ func hardConnLimit(t *testing.T, g *gateway.Gateway, up *hardUpstream, code int)
 			t.Fatalf("no slot freed 5s after closing a connection: %d %q %v", r.status, r.body, r.err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHardeningSessionKeys: bad session ids and a full session table are
+// refused with a status and a one-line reason; known sessions keep working.
+func TestHardeningSessionKeys(t *testing.T) {
+	hardLeakCheck(t)
+	up := startHardUpstream(t)
+	g := startHardGateway(t, up.addr, "read_header_timeout: 5s", "sessions: {max_sessions: 2}")
+	req := func(method, id string) string {
+		return method + " /s HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: " + id + "\r\nConnection: close\r\n\r\n"
+	}
+	for _, tc := range []struct {
+		name, raw string
+		code      int
+	}{
+		{"first session", req("GET", "s-1"), 200},
+		{"second session", req("GET", "s-2"), 200},
+		{"table full", req("GET", "s-3"), 503},
+		{"known session on a full table", req("GET", "s-1"), 200},
+		{"id with a control byte", req("GET", "s\x01x"), 400},
+		{"id over the length limit", req("GET", strings.Repeat("i", 2048)), 400},
+		{"DELETE ends s-2", req("DELETE", "s-2"), 200},
+		{"a slot is free again", req("GET", "s-3"), 200},
+	} {
+		before := len(up.requests())
+		r := hardExchange(t, g.Addr(), tc.raw, time.Second)
+		if r.err != nil {
+			t.Fatalf("%s: no response: %v", tc.name, r.err)
+		}
+		if r.status != tc.code {
+			t.Errorf("%s: %d %q, want %d", tc.name, r.status, r.body, tc.code)
+		}
+		if tc.code != 200 && (!oneLine(r.body) || len(up.requests()) != before) {
+			t.Errorf("%s: body %q, upstream requests %d -> %d; want a one-line reason and nothing upstream",
+				tc.name, r.body, before, len(up.requests()))
+		}
+	}
+	tbl := g.Sessions()
+	for id, want := range map[string]bool{"s-1": true, "s-2": false, "s-3": true} {
+		if _, ok := tbl.Get(id); ok != want {
+			t.Errorf("session %s in table: %v, want %v", id, ok, want)
+		}
 	}
 }
