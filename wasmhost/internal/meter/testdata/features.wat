@@ -6,7 +6,7 @@
   (type $binop (func (param i32 i32) (result i32)))
   (type $pair (func (param i32) (result i32 i32)))
   (import "env" "trace" (func $trace (param i32 i64)))
-  (import "env" "g_imported" (global $gi i32))
+  (import "genv" "g" (global $gi i32))
   (memory (export "memory") 2 16)
   (table $t 8 funcref)
   (table $ext 2 externref)
