@@ -12,8 +12,9 @@ import (
 // through chain.Stream with no plugin and with a plugin that reads a request
 // header and adds a response header, in WAT, C and Go (the examples with
 // the same job: check x-api-key, add a configured response header).
-// "nolimit" runs the same guests in a runtime without the CPU-limit
-// mechanism (no WithCloseOnContextDone, no watchdog) to price it.
+// The default is the metered CPU limit; "-watchdog" is the fallback
+// mechanism (WithCloseOnContextDone + one watchdog goroutine) and
+// "-nolimit" runs without any CPU limit, to price both.
 func BenchmarkRequest(b *testing.B) {
 	exCfg := map[string]any{"header": "x-out", "value": "v", "api_key": "k"}
 	guests := []struct {
@@ -27,15 +28,20 @@ func BenchmarkRequest(b *testing.B) {
 		{"go", wasmbuild.Go, "examples/go", exCfg},
 	}
 	b.Run("none", func(b *testing.B) { benchChain(b, chain.Nop) })
-	for _, limit := range []bool{true, false} {
+	modes := []struct {
+		suffix string
+		opts   Options
+	}{
+		{"", Options{}},                         // metered (the default)
+		{"-watchdog", Options{noMeter: true}},   // WithCloseOnContextDone + watchdog
+		{"-nolimit", Options{noCPULimit: true}}, // no CPU limit at all
+	}
+	for _, mode := range modes {
 		for _, g := range guests {
-			name := g.name
-			if !limit {
-				name += "-nolimit"
-			}
+			name := g.name + mode.suffix
 			b.Run(name, func(b *testing.B) {
 				file := wasmbuild.MustBuild(b, g.lang, wasmbuild.Path(g.src))
-				th := newHost(b, Options{noCPULimit: !limit}, plugin("p", file, func(p *config.Plugin) {
+				th := newHost(b, mode.opts, plugin("p", file, func(p *config.Plugin) {
 					p.PoolSize = 1
 					p.Config = g.cfg
 				}))

@@ -279,8 +279,8 @@ routes:
   - {name: good, match: {path_prefix: /good}, upstream: up, plugins: [good]}
   - {name: plain, match: {path_prefix: /}, upstream: up}
 plugins:
-  - {name: hclosed, file: %q, pool_size: 2, cpu_limit: 50ms, memory_limit: 8MiB, queue_timeout: 2s}
-  - {name: hopen, file: %q, pool_size: 2, cpu_limit: 50ms, memory_limit: 8MiB, failure_policy: fail_open, queue_timeout: 2s}
+  - {name: hclosed, file: %q, pool_size: 2, cpu_limit: 200ms, memory_limit: 8MiB, queue_timeout: 2s}
+  - {name: hopen, file: %q, pool_size: 2, cpu_limit: 200ms, memory_limit: 8MiB, failure_policy: fail_open, queue_timeout: 2s}
   - {name: good, file: %q, pool_size: 2}
 storage: {enabled: false}
 `, up, hostile, hostile, wat))

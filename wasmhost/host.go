@@ -60,6 +60,9 @@ type Options struct {
 	// noCPULimit runs guests without the CPU-limit mechanism. Benchmarks
 	// use it to price the mechanism; never set in production.
 	noCPULimit bool
+	// noMeter uses the watchdog mechanism (WithCloseOnContextDone plus
+	// CloseWithExitCode) even for modules the meter can instrument.
+	noMeter bool
 }
 
 // HTTPCaller sends a plugin's proxy_http_call through the gateway's upstream
@@ -105,6 +108,7 @@ type Host struct {
 	bg     sync.WaitGroup
 	closed atomic.Bool
 	ready  atomic.Bool // every slot exists (metrics may iterate them)
+	slice  int64       // meter units per slice; 0: metering off
 }
 
 // New compiles and starts every plugin. The error names the plugin that
@@ -140,6 +144,9 @@ func New(ctx context.Context, plugins []config.Plugin, opts Options) (*Host, err
 		}
 	} else {
 		h.cache = wazero.NewCompilationCache()
+	}
+	if !opts.noCPULimit && !opts.noMeter {
+		h.slice = meterSlice(ctx, h.log)
 	}
 	h.dog = newWatchdog(plugins)
 	h.dog.enabled = !opts.noCPULimit

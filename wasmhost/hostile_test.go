@@ -156,3 +156,30 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		t.Fatalf("%v timeouts in 1.5s: want a few, backing off", n)
 	}
 }
+
+func TestCPULimitMechanisms(t *testing.T) {
+	hostile := guest(t, wasmbuild.C, "hostile.c")
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		metered bool
+	}{{"metered", Options{}, true}, {"watchdog", Options{noMeter: true}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			th := newHost(t, tc.opts, plugin("h", hostile, func(p *config.Plugin) {
+				p.PoolSize = 1
+				p.CPULimit = config.Duration(50 * time.Millisecond)
+			}))
+			if v := th.slots["h"].cur.Load(); v.metered != tc.metered {
+				t.Fatalf("metered = %v", v.metered)
+			}
+			start := time.Now()
+			res, _ := fullExchange(t, th.chain(t, refs("h")...), "x-hostile", "loop:req_headers")
+			if res.Action != chain.Respond || !strings.Contains(res.Response.Details, "exceeded cpu_limit") {
+				t.Fatalf("%+v", res.Response)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("runaway guest stopped after %v", d)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmgate/wasmgate/wasmhost/internal/meter"
 
 	"github.com/wasmgate/wasmgate/gateway/config"
 )
@@ -179,51 +182,96 @@ func (s *slot) startVersion(ctx context.Context) (*version, error) {
 	if v.memPages < 1 {
 		v.memPages = 1
 	}
-	rt, compiled, abi, err := compilePlugin(ctx, s.h, wasm, v.memPages)
+	rt, compiled, abi, metered, err := compilePlugin(ctx, s.h, s.name, wasm, v.memPages)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q (%s): %w", s.name, s.cfg.File, err)
 	}
-	v.rt, v.mod, v.abi = rt, compiled, abi
+	v.rt, v.mod, v.abi, v.metered = rt, compiled, abi, metered
 	for i := 0; i < s.cfg.PoolSize; i++ {
 		vm, err := v.newVM(ctx)
 		if err != nil {
 			v.closeAll(ctx)
 			return nil, fmt.Errorf("plugin %q (%s): start VM: %w", s.name, s.cfg.File, err)
 		}
+		v.mu.Lock() // its ticks may already run and discard it
 		v.vms = append(v.vms, vm)
+		v.mu.Unlock()
 	}
-	s.m.vms.Add(float64(len(v.vms)))
+	v.mu.Lock()
+	live := len(v.vms)
+	v.mu.Unlock()
+	s.m.vms.Add(float64(live))
 	return v, nil
 }
 
 // compilePlugin makes the runtime of one plugin version: the host modules
-// (env with the proxy-wasm functions, WASI) and the validated, compiled
-// guest. Memory limits are per runtime in wazero, hence one per version.
-func compilePlugin(ctx context.Context, h *Host, wasm []byte, memPages uint32) (wazero.Runtime, wazero.CompiledModule, string, error) {
+// (env with the proxy-wasm functions, WASI, the meter's yield) and the
+// validated, compiled guest. Memory limits are per runtime in wazero, hence
+// one per version.
+//
+// CPU limits: a module the meter can instrument runs metered, without
+// WithCloseOnContextDone (no per-call goroutine, no exit to Go per loop
+// iteration). A module it cannot handle falls back to WithCloseOnContextDone
+// plus the watchdog: never unprotected.
+func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPages uint32) (wazero.Runtime, wazero.CompiledModule, string, bool, error) {
+	metered := false
+	if h.slice > 0 {
+		if inst, err := meter.Instrument(wasm, meter.Config{}); err == nil {
+			wasm, metered = inst, true
+		} else {
+			h.log.Warn("plugin cannot be metered; using the watchdog CPU limit instead", "plugin", name, "err", err)
+		}
+	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(memPages).
-		WithCloseOnContextDone(!h.opts.noCPULimit).
+		WithCloseOnContextDone(!metered && !h.opts.noCPULimit).
 		WithCompilationCache(h.cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	if err := instantiateWASI(ctx, rt); err != nil {
+	fail := func(err error) (wazero.Runtime, wazero.CompiledModule, string, bool, error) {
 		rt.Close(ctx)
-		return nil, nil, "", fmt.Errorf("instantiate WASI: %w", err)
+		return nil, nil, "", false, err
+	}
+	if err := instantiateWASI(ctx, rt); err != nil {
+		return fail(fmt.Errorf("instantiate WASI: %w", err))
 	}
 	if err := instantiateEnv(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, nil, "", fmt.Errorf("instantiate proxy-wasm host functions: %w", err)
+		return fail(fmt.Errorf("instantiate proxy-wasm host functions: %w", err))
+	}
+	if metered {
+		if err := meter.Instantiate(ctx, rt); err != nil {
+			return fail(err)
+		}
 	}
 	compiled, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
-		rt.Close(ctx)
-		return nil, nil, "", fmt.Errorf("compile: %w", err)
+		return fail(fmt.Errorf("compile: %w", err))
 	}
 	abi, err := validate(rt, compiled)
 	if err != nil {
-		rt.Close(ctx)
-		return nil, nil, "", err
+		return fail(err)
 	}
-	return rt, compiled, abi, nil
+	return rt, compiled, abi, metered, nil
+}
+
+var (
+	calibrateOnce sync.Once
+	calibrated    int64
+)
+
+// meterSlice calibrates the meter once per process: the units of guest
+// work in one slice (meter.SliceTime) on this machine.
+func meterSlice(ctx context.Context, log *slog.Logger) int64 {
+	calibrateOnce.Do(func() {
+		rate, err := meter.Calibrate(ctx)
+		if err != nil {
+			log.Warn("meter calibration failed; using the default slice", "err", err)
+			calibrated = meter.DefaultSlice
+			return
+		}
+		calibrated = rate.Slice()
+		log.Debug("meter calibrated", "units_per_second", int64(rate.UnitsPerSecond), "slice", calibrated)
+	})
+	return calibrated
 }
 
 func (s *slot) status() PluginStatus {
@@ -296,6 +344,7 @@ type version struct {
 	recycleAt uint32
 	rt        wazero.Runtime
 	mod       wazero.CompiledModule
+	metered   bool // CPU limit by the meter's budget, not the watchdog
 
 	mu       sync.Mutex
 	vms      []*vm
@@ -325,7 +374,8 @@ func (v *version) notifyLocked() {
 }
 
 // acquire picks the least busy serving VM and counts a stream on it,
-// waiting until deadline at most.
+// waiting until deadline at most. It returns nil at once when v was
+// retired by a reload (the caller retries on the current version).
 func (v *version) acquire(deadline time.Time) *vm {
 	var t *time.Timer
 	defer func() {
@@ -346,7 +396,7 @@ func (v *version) acquire(deadline time.Time) *vm {
 			v.mu.Unlock()
 			return best
 		}
-		if v.down {
+		if v.down || v.retired {
 			v.mu.Unlock()
 			return nil
 		}

@@ -290,7 +290,13 @@ func (s *stream) start(p *pluginStream) (chain.Result, bool) {
 	waitStart := time.Now()
 	deadline := waitStart.Add(sl.cfg.QueueTimeout.D())
 	m := v.acquire(deadline)
-	if m == nil {
+	for m == nil {
+		// A reload may have retired v between loading and acquiring it.
+		if nv := sl.cur.Load(); nv != nil && nv != v && time.Now().Before(deadline) {
+			v = nv
+			m = v.acquire(deadline)
+			continue
+		}
 		return s.capacity(p, "no VM available within queue_timeout"), false
 	}
 	p.ver, p.vm = v, m

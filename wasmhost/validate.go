@@ -11,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmgate/wasmgate/wasmhost/internal/meter"
 )
 
 // ABI markers a plugin may export (the official Go SDK declares 0.2.0).
@@ -75,7 +77,7 @@ func validate(rt wazero.Runtime, mod wazero.CompiledModule) (string, error) {
 		problems = append(problems, "imports a memory: plugins must define and export their own")
 	}
 	provided := map[string]map[string]api.FunctionDefinition{}
-	for _, modName := range []string{"env", "wasi_snapshot_preview1"} {
+	for _, modName := range []string{"env", "wasi_snapshot_preview1", meter.ImportModule} {
 		if hm := rt.Module(modName); hm != nil {
 			provided[modName] = hm.ExportedFunctionDefinitions()
 		}

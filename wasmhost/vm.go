@@ -12,6 +12,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmgate/wasmgate/wasmhost/internal/meter"
 )
 
 // Callbacks the host calls, in the order of the metric label table.
@@ -73,6 +75,10 @@ type vm struct {
 	dead     atomic.Bool // module closed
 	pages    atomic.Uint32
 
+	// Metered VMs: the fuel global and the budget of the call in progress.
+	fuel   api.MutableGlobal
+	budget *meter.Budget
+
 	// Watchdog: deadline of the outermost call in progress (unix nanos).
 	deadline atomic.Int64
 	timedOut atomic.Bool
@@ -130,6 +136,14 @@ func (v *version) newVM(ctx context.Context) (*vm, error) {
 	}
 	m.mod = mod
 	m.mem = mod.Memory()
+	if v.metered {
+		if m.fuel, err = meter.Fuel(mod); err != nil {
+			mod.Close(ctx)
+			return nil, err
+		}
+		m.budget = &meter.Budget{Slice: s.h.slice}
+		m.ctx = meter.WithBudget(m.ctx, m.budget)
+	}
 	for i, n := range callbackNames {
 		m.fns[i] = mod.ExportedFunction(n)
 	}
@@ -294,7 +308,11 @@ func (m *vm) call(cb callback, f api.Function, args ...uint64) (uint64, error) {
 	var start time.Time
 	if outer {
 		start = time.Now()
-		if lim := m.ver.s.h.dog; lim.enabled {
+		switch {
+		case m.budget != nil:
+			m.budget.Deadline = start.Add(m.ver.s.cfg.CPULimit.D())
+			m.budget.Start(m.fuel)
+		case m.ver.s.h.dog.enabled:
 			m.deadline.Store(start.Add(m.ver.s.cfg.CPULimit.D()).UnixNano())
 		}
 	}
@@ -315,7 +333,7 @@ func (m *vm) call(cb callback, f api.Function, args ...uint64) (uint64, error) {
 		ce := &callError{cb: cb, err: err, kind: "trap"}
 		var exit *sys.ExitError
 		switch {
-		case m.timedOut.Load():
+		case m.timedOut.Load() || errors.Is(err, meter.ErrCPULimit):
 			ce.kind = "timeout"
 			sm.timeouts.Inc()
 		case errors.As(err, &exit) && exit.ExitCode() == 0:

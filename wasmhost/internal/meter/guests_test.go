@@ -66,6 +66,7 @@ func allGuests() []guest {
 		watGuest("runaway.wat"),
 		repoGuest(wasmbuild.C, "wasmhost", "internal", "meter", "testdata", "scan.c"),
 		repoGuest(wasmbuild.Go, "wasmhost", "internal", "meter", "testdata", "goguest"),
+		repoGuest(wasmbuild.Rust, "wasmhost", "internal", "meter", "testdata", "rustguest"),
 		repoGuest(wasmbuild.WAT, "examples", "wat", "interceptor.wat"),
 		repoGuest(wasmbuild.C, "examples", "c"),
 		repoGuest(wasmbuild.WAT, "internal", "wasmbuild", "testdata", "add.wat"),
