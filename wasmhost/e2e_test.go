@@ -360,3 +360,59 @@ storage: {enabled: false}
 	}
 	t.Logf("healthy routes served %d requests meanwhile", total)
 }
+
+// TestGatewayReloadsChangedPluginFile: replacing the plugin file (rename
+// into place) makes the gateway serve the new version; a corrupt file is
+// refused and the previous version keeps serving.
+func TestGatewayReloadsChangedPluginFile(t *testing.T) {
+	up := echoUpstream(t)
+	dir := t.TempDir()
+	live := filepath.Join(dir, "plugin.wasm")
+	replace := func(src string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(live+".tmp", b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(live+".tmp", live); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(build(t, wasmbuild.WAT, "headers.wat"))
+	g := startGateway(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0}
+upstreams: [{name: up, targets: [%q]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up, plugins: [p]}]
+plugins: [{name: p, file: %q, pool_size: 1}]
+storage: {enabled: false}
+wasm: {watch: true}
+`, up, live))
+	if resp, _ := g.do(t, "GET", "/", "X-In", "a"); resp.Header.Get("X-Plugin") != "" || resp.Header.Get("X-Out") != "a" {
+		t.Fatalf("v1: %v", resp.Header)
+	}
+	replace(build(t, wasmbuild.C, "all.c"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, _ := g.do(t, "GET", "/", "X-In", "b")
+		if resp.StatusCode != 200 {
+			t.Fatalf("during reload: %d", resp.StatusCode)
+		}
+		if resp.Header.Get("X-Plugin") == "all" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new plugin version never served")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(live, []byte("not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if resp, _ := g.do(t, "GET", "/", "X-In", "c"); resp.StatusCode != 200 || resp.Header.Get("X-Plugin") != "all" {
+		t.Fatalf("after a corrupt file: %d %v", resp.StatusCode, resp.Header)
+	}
+}
