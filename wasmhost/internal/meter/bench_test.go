@@ -1,0 +1,131 @@
+package meter
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/wasmgate/wasmgate/internal/wasmbuild"
+)
+
+// scanGuests are the 1 KB-scan guests, one per language.
+func scanGuests() []guest {
+	return []guest{
+		repoGuest(wasmbuild.C, "wasmhost", "internal", "meter", "testdata", "scan.c"),
+		repoGuest(wasmbuild.Go, "wasmhost", "internal", "meter", "testdata", "goguest"),
+		repoGuest(wasmbuild.Rust, "wasmhost", "internal", "meter", "testdata", "rustguest"),
+		watGuest("scan.wat"),
+	}
+}
+
+// BenchmarkScan1K compares one 1 KB-scan call per language in three
+// modes:
+//
+//   - unmetered: wazero's default runtime, no limit at all (the floor);
+//   - metered: Instrument + WithCloseOnContextDone(false); per call the
+//     host sets a deadline and arms the budget, as wasmhost does (the
+//     context carrying the Budget is made once per instance);
+//   - closeondone: the unmetered module on a runtime with
+//     WithCloseOnContextDone(true) and a per-call context.WithTimeout, the
+//     only limit wazero offers.
+func BenchmarkScan1K(b *testing.B) {
+	ctx := context.Background()
+	for _, g := range scanGuests() {
+		wasm := g.wasm(b)
+		for _, mode := range []string{"unmetered", "metered", "closeondone"} {
+			b.Run(g.name+"/"+mode, func(b *testing.B) {
+				var rc wazero.RuntimeConfig
+				if mode == "closeondone" {
+					rc = wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true)
+				}
+				in := newInstance(b, ctx, wasm, mode == "metered", rc)
+				if exp := in.mod.ExportedFunction("_initialize"); exp != nil {
+					if _, err := exp.Call(WithBudget(ctx, &Budget{})); err != nil {
+						b.Fatal(err)
+					}
+				}
+				res, err := in.mod.ExportedFunction("buffer").Call(WithBudget(ctx, &Budget{}))
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.mod.Memory().Write(uint32(res[0]), scanInput())
+				scan := in.mod.ExportedFunction("scan")
+				budget := &Budget{}
+				bctx := WithBudget(ctx, budget)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					switch mode {
+					case "unmetered":
+						res, err = scan.Call(ctx, 1024)
+					case "metered":
+						budget.Deadline = time.Now().Add(100 * time.Millisecond)
+						budget.Start(in.fuel)
+						res, err = scan.Call(bctx, 1024)
+					case "closeondone":
+						cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+						res, err = scan.Call(cctx, 1024)
+						cancel()
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if res[0] != 80 { // 40 lines of "name: value\r\n" in scanInput... checked below
+					want := uint64(0)
+					for _, c := range scanInput() {
+						if c == '\n' || c == ':' {
+							want++
+						}
+					}
+					if res[0] != want {
+						b.Fatalf("scan = %d, want %d", res[0], want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkTransform compares Instrument with wazero's compilation of the
+// same Go guest (the largest guests we have): the target is
+// transform ≤ 10% of compile.
+func BenchmarkTransform(b *testing.B) {
+	ctx := context.Background()
+	for _, g := range []guest{
+		repoGuest(wasmbuild.Go, "wasmhost", "internal", "meter", "testdata", "goguest"),
+		repoGuest(wasmbuild.Go, "examples", "go"),
+	} {
+		wasm := g.wasm(b)
+		b.Run(g.name+"/instrument", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(wasm)))
+			for i := 0; i < b.N; i++ {
+				if _, err := Instrument(wasm, Config{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		metered, err := Instrument(wasm, Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			wasm []byte
+		}{{"compile", wasm}, {"compile-metered", metered}} {
+			b.Run(g.name+"/"+c.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+					if _, err := rt.CompileModule(ctx, c.wasm); err != nil {
+						b.Fatal(err)
+					}
+					rt.Close(ctx)
+				}
+			})
+		}
+	}
+}
