@@ -55,6 +55,9 @@ type Options struct {
 	Properties map[string]string
 	// MemoryLimitPages caps linear memory (0: 4096 pages = 256 MiB).
 	MemoryLimitPages uint32
+	// Cache, when set, shares compiled code between Hosts, so that New
+	// measures instantiation rather than compilation.
+	Cache wazero.CompilationCache
 }
 
 // LocalResponse is what a plugin sent with proxy_send_local_response.
@@ -122,9 +125,13 @@ func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
 	if limit == 0 {
 		limit = 4096
 	}
+	rc := wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(limit)
+	if opts.Cache != nil {
+		rc = rc.WithCompilationCache(opts.Cache)
+	}
 	h := &Host{
 		ctx:     ctx,
-		rt:      wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(limit)),
+		rt:      wazero.NewRuntimeWithConfig(ctx, rc),
 		exports: map[string]api.Function{},
 		props:   map[string]string{},
 		cfg:     opts.Config,
