@@ -847,3 +847,24 @@ func BenchmarkTouchBytes(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSweep is one cleanup pass over a table of 100,000 live sessions
+// of which none expire: the loop's steady-state cost every
+// cleanup_interval.
+func BenchmarkSweep(b *testing.B) {
+	tbl := NewTable(sessionsCfg(1<<20, time.Hour, time.Second), config.Default().SSE, nil, nil, nil)
+	for i := range 100_000 {
+		s, _, _ := tbl.Touch(fmt.Sprint("s", i), "r")
+		if i%10 == 0 {
+			s.TrackEventID("r /sse", "1")
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		tbl.sweep(time.Now())
+	}
+	if tbl.Len() != 100_000 {
+		b.Fatalf("sweep expired %d fresh sessions", 100_000-tbl.Len())
+	}
+}
