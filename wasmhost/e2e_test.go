@@ -56,7 +56,9 @@ type gw struct {
 	client      *http.Client
 }
 
-func startGateway(t *testing.T, yaml string) *gw {
+func startGateway(t *testing.T, yaml string) *gw { return startGatewayB(t, yaml) }
+
+func startGatewayB(t testing.TB, yaml string) *gw {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {

@@ -5,13 +5,16 @@
 //
 //   - A plugin is compiled once per version (compiler engine, on-disk
 //     compilation cache) and runs in a bounded pool of VMs. A VM is one
-//     module instance with its own runtime-wide memory limit; calls into it
-//     are serialized, and a request keeps the VM it started on because its
-//     context lives in that VM's linear memory.
-//   - Every Wasm call is bounded in time by one watchdog goroutine that
-//     closes an overdue module (wazero's CloseWithExitCode) instead of a
-//     goroutine and a deadline per call; calls use contexts with no Done
-//     channel so wazero adds no per-call timer of its own.
+//     module instance in a runtime with the plugin's memory limit; calls
+//     into it are serialized, and a request keeps the VM it started on
+//     because its context lives in that VM's linear memory.
+//   - CPU limits: every module is instrumented by wasmhost/internal/meter
+//     (fuel charged per block, a yield to the host every ~1 ms of guest
+//     work) and runs without WithCloseOnContextDone, whose per-call
+//     goroutine and per-loop-iteration exit cost 5-10x on small calls. A
+//     module the meter refuses falls back to WithCloseOnContextDone plus one
+//     watchdog goroutine that closes overdue modules; never unprotected.
+//     Calls use contexts with no Done channel.
 //   - A trap, timeout or out-of-memory poisons the VM: it is discarded, a
 //     fresh one replaces it (with backoff when it keeps crashing), and the
 //     plugin's failure_policy answers the requests it held. Nothing a guest
@@ -20,6 +23,38 @@
 //     go behind it (Reload) with an atomic swap, so chains built once keep
 //     working across hot reloads and requests in flight finish on the
 //     version they started on.
+//
+// # ABI coverage
+//
+// Every host function of the v0.2.1 spec is provided in module "env", so
+// any module built against it links. Served: proxy_log, proxy_get_log_level,
+// proxy_get_current_time_nanoseconds, proxy_set_tick_period_milliseconds,
+// proxy_set_effective_context, proxy_done, proxy_get_buffer_bytes,
+// proxy_set_buffer_bytes, proxy_get_buffer_status, proxy_get_header_map_size,
+// proxy_get_header_map_pairs, proxy_set_header_map_pairs,
+// proxy_get_header_map_value, proxy_add_header_map_value,
+// proxy_replace_header_map_value, proxy_remove_header_map_value,
+// proxy_continue_stream and proxy_close_stream (HTTP_REQUEST,
+// HTTP_RESPONSE), proxy_get_status, proxy_send_local_response,
+// proxy_http_call, proxy_set_shared_data, proxy_get_shared_data,
+// proxy_register_shared_queue, proxy_resolve_shared_queue,
+// proxy_enqueue_shared_queue, proxy_dequeue_shared_queue,
+// proxy_define_metric, proxy_record_metric, proxy_increment_metric,
+// proxy_get_metric, proxy_get_property, proxy_set_property,
+// proxy_call_foreign_function. Return UNIMPLEMENTED: proxy_grpc_call,
+// proxy_grpc_stream, proxy_grpc_send, proxy_grpc_cancel, proxy_grpc_close,
+// and proxy_continue_stream/proxy_close_stream on the TCP stream types
+// (DOWNSTREAM, UPSTREAM). Trailer maps are empty and read-only (the proxy
+// has no trailers). wasi_snapshot_preview1 is wazero's, with no files, no
+// environment, no arguments, real clocks, crypto randomness, and stdout /
+// stderr to the log (INFO / ERROR) with the plugin's name, rate-limited.
+//
+// Host choices the spec leaves open: vm_id is the plugin name (shared data
+// and queues are shared by a plugin's VMs and versions); plugin_root_id is
+// ""; proxy_on_http_call_response and proxy_on_queue_ready go to the root
+// context that made the call or registered the queue; response callbacks
+// run in reverse chain order, as in Envoy; SSE responses arrive as one
+// event per proxy_on_response_body.
 package wasmhost
 
 import (
