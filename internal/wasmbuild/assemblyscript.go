@@ -35,5 +35,5 @@ func buildAssemblyScript(src, out string) error {
 	if _, err := need("node", "apt-get install nodejs npm"); err != nil {
 		return err
 	}
-	return run(sdk, nil, asc, entry, "-O3", "--runtime", "incremental", "--use", "abort=", "-o", out)
+	return run(sdk, nil, asc, entry, "-O3", "--runtime", "incremental", "--use", "abort=", "--exportStart", "_initialize", "-o", out)
 }

@@ -3,7 +3,9 @@
 // HttpContext, calls setRootContext with a factory at top level, and
 // re-exports the callbacks: `export * from "<sdk>/exports";`.
 //
-// Build: npx asc plugin.ts -O3 --runtime incremental --use abort=
+// Build: npx asc plugin.ts -O3 --runtime incremental --use abort= --exportStart _initialize
+// (top-level code then runs in _initialize, called by the host like any
+// WASI reactor, instead of a Wasm start function at instantiation)
 //
 // Memory: blocks the host returns are allocated with heap.alloc by
 // proxy_on_memory_allocate (outside the GC); this layer copies each into an
