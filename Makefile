@@ -37,7 +37,7 @@ examples: toolchains
 	  /usr/bin/cargo build --offline --quiet --release --target wasm32-wasi
 	cp $(BIN)/rust-target/wasm32-wasi/release/interceptor.wasm $(BIN)/examples/rust.wasm
 	cd sdk/assemblyscript && node_modules/.bin/asc ../../examples/assemblyscript/interceptor.ts \
-	  -O3 --runtime incremental --use abort= -o $(CURDIR)/$(BIN)/examples/assemblyscript.wasm
+	  -O3 --runtime incremental --use abort= --exportStart _initialize -o $(CURDIR)/$(BIN)/examples/assemblyscript.wasm
 	@ls -l $(BIN)/examples/*.wasm
 
 test: toolchains
