@@ -212,16 +212,24 @@
                                      (i32.const 0)))
     (i32.const 1))                                                          ;; Pause: the host answers
 
-  ;; sse_slot(ctx) -> address of ctx's slot in the SSE table, or 0.
-  (func $sse_slot (param $ctx i32) (result i32)
+  ;; slot_of(key, home) -> address of the SSE table slot holding key, or 0.
+  ;; A context usually sits in its home slot (id mod 64); collisions fall
+  ;; back to a scan of the 64 slots.
+  (func $slot_of (param $key i32) (param $home i32) (result i32)
     (local $a i32)
+    (local.set $a (i32.add (i32.const 8192) (i32.shl (i32.and (local.get $home) (i32.const 63)) (i32.const 2))))
+    (if (i32.eq (i32.load (local.get $a)) (local.get $key)) (then (return (local.get $a))))
     (local.set $a (i32.const 8192))
     (block $none (loop $next
       (br_if $none (i32.ge_u (local.get $a) (i32.const 8448)))
-      (if (i32.eq (i32.load (local.get $a)) (local.get $ctx)) (then (return (local.get $a))))
+      (if (i32.eq (i32.load (local.get $a)) (local.get $key)) (then (return (local.get $a))))
       (local.set $a (i32.add (local.get $a) (i32.const 4)))
       (br $next)))
     (i32.const 0))
+
+  ;; sse_slot(ctx) -> address of ctx's slot in the SSE table, or 0.
+  (func $sse_slot (param $ctx i32) (result i32)
+    (call $slot_of (local.get $ctx) (local.get $ctx)))
 
   ;; proxy_on_response_headers(context_id, num_headers, end_of_stream) -> action
   (func (export "proxy_on_response_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
@@ -237,7 +245,7 @@
         (if (i32.and (i32.ge_u (i32.load (i32.const 4)) (i32.const 17))
                      (call $memeq (i32.load (i32.const 0)) (i32.const 1104) (i32.const 17)))
           (then
-            (local.set $slot (call $sse_slot (i32.const 0)))               ;; a free slot
+            (local.set $slot (call $slot_of (i32.const 0) (local.get $ctx)))  ;; a free slot
             (if (local.get $slot) (then (i32.store (local.get $slot) (local.get $ctx))))))))
     (i32.const 0))
 
