@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -182,4 +183,28 @@ func TestCPULimitMechanisms(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTrapInAllocatorPoisonsTheVM(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "badalloc.wat")
+	if err := writeFile(src, `(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) ":path")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) unreachable)
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $get (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 64) (i32.const 68)))
+    (i32.const 0)))`); err != nil {
+		t.Fatal(err)
+	}
+	th := newHost(t, Options{}, plugin("p", wasmbuild.MustBuild(t, wasmbuild.WAT, src), func(p *config.Plugin) { p.PoolSize = 1 }))
+	res, _, _ := exchange(t, th.chain(t, refs("p")...), reqHeaders("/"))
+	if res.Action != chain.Respond || res.Response.Status != 500 {
+		t.Fatalf("%+v", res)
+	}
+	if v := th.metric(t, "wasmgate_plugin_traps_total", nil); v != 1 {
+		t.Fatalf("traps %v", v)
+	}
+	waitFor(t, func() bool { return th.Status()[0].VMs == 1 && th.metric(t, "wasmgate_plugin_vm_replacements_total", nil) == 1 })
 }

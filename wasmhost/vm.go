@@ -323,6 +323,12 @@ func (m *vm) call(cb callback, f api.Function, args ...uint64) (uint64, error) {
 	copy(stack, args)
 	err := f.CallWithStack(m.ctx, stack)
 	m.depth--
+	if err == nil && outer && m.poisoned.Load() {
+		// A nested call (the guest's allocator, from a host function)
+		// failed and was counted: the guest went on, but its state
+		// cannot be trusted.
+		return 0, &callError{cb: cb, kind: "trap", err: errors.New("a nested call into the guest failed")}
+	}
 	if outer {
 		m.deadline.Store(0)
 		sm.calls[cb].Inc()

@@ -42,7 +42,8 @@ const (
 )
 
 // instr is one decoded instruction: its opcode, and the one immediate the
-// metering pass may need (a function index for call and ref.func).
+// metering pass may need: the function index of call and ref.func, the
+// label of br and br_if, the largest label of br_table.
 type instr struct {
 	op    uint32
 	index uint32
@@ -123,14 +124,16 @@ func (r *reader) next() (instr, error) {
 	case c == opBlock || c == opLoop || c == opIf:
 		err = r.blockType()
 	case c == opBr || c == opBrIf:
-		_, err = r.u32()
+		in.index, err = r.u32()
 	case c == opBrTable:
 		var n uint32
 		if n, err = r.count(1); err != nil {
 			break
 		}
 		for i := uint32(0); i <= n && err == nil; i++ {
-			_, err = r.u32()
+			var l uint32
+			l, err = r.u32()
+			in.index = max(in.index, l)
 		}
 	case c == opCall || c == opRefFunc:
 		in.index, err = r.u32()

@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"os"
 	"fmt"
 	"strings"
 )
@@ -55,9 +56,10 @@ type Config struct {
 //     charge computed from the length operand, so one instruction cannot
 //     do unbounded work for a constant price.
 //
-// A charge is: global.get; i64.const cost; i64.sub; local.tee; global.set;
-// local.get; i64.const 0; i64.lt_s; if call yield end — one load, one
-// store and one predicted branch per function call or loop iteration.
+// A loop's charge is: local.get; i64.const cost; i64.sub; local.tee;
+// i64.const 0; i64.lt_s; if ... end — a subtract, a compare and a
+// predicted branch on a register per iteration (see meterCode for where
+// the fuel local meets the global).
 //
 // DWARF sections (".debug_*") are dropped because their code offsets no
 // longer hold; other custom sections are kept. A module using a construct
@@ -195,11 +197,26 @@ type edit struct {
 }
 
 const (
-	editCharge   = iota // insert a static charge for region value
+	editEntry    = iota // the function's entry charge (region 0)
+	editLoop            // a loop header's charge for region value
 	editRenumber        // rewrite call/ref.func to function index value
-	editBulk            // insert a dynamic charge, length >> value
+	editBulk            // a dynamic charge: length >> value
+	editStore           // write the fuel local back to the global
+	editLoad            // reload the fuel local from the global
 )
 
+// meterCode meters every function body.
+//
+// Within a function the fuel lives in a local (a register, once
+// compiled), so a loop's charge is a subtract, a compare and a branch,
+// with no memory access. The global is the fuel's home between
+// functions: the entry charge reads it, and the local is written back
+// before every call (the callee, or a guest function the host calls back
+// into, charges the global) and reloaded after it, before yield, and
+// before the function exits (return, a branch to the function's label,
+// its final end). A trap leaves the global at its last write: the units
+// since then are not counted, and the instance is discarded after a trap
+// anyway.
 func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byte, error) {
 	out := appendU32(nil, uint32(len(m.codes)))
 	var fnBuf []byte
@@ -219,7 +236,7 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 
 		// Pass 1: costs per region, and where to edit.
 		edits, regions, frames = edits[:0], append(regions[:0], 0), append(frames[:0], 0)
-		edits = append(edits, edit{kind: editCharge, value: 0})
+		edits = append(edits, edit{kind: editEntry})
 		hasBulk := false
 		r := &reader{b: c.body, base: c.offset}
 		for !r.eof() {
@@ -235,13 +252,28 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 			case opLoop:
 				regions = append(regions, 0)
 				frames = append(frames, len(regions)-1)
-				edits = append(edits, edit{pos: r.pos, end: r.pos, kind: editCharge, value: uint32(len(regions) - 1)})
+				edits = append(edits, edit{pos: r.pos, end: r.pos, kind: editLoop, value: uint32(len(regions) - 1)})
 			case opEnd:
 				frames = frames[:len(frames)-1]
-				if len(frames) == 0 && !r.eof() {
-					return nil, r.errorf("code after the function's end")
+				if len(frames) == 0 {
+					if !r.eof() {
+						return nil, r.errorf("code after the function's end")
+					}
+					edits = append(edits, edit{pos: start, end: start, kind: editStore})
 				}
-			case opCall, opRefFunc:
+			case opReturn:
+				edits = append(edits, edit{pos: start, end: start, kind: editStore})
+			case opBr, opBrIf, opBrTable:
+				if int(in.index) >= len(frames)-1 { // may leave the function
+					edits = append(edits, edit{pos: start, end: start, kind: editStore})
+				}
+			case opCall, opCallIndirect:
+				edits = append(edits, edit{pos: start, end: start, kind: editStore})
+				if n := remap(in.index); in.op == opCall && n != in.index {
+					edits = append(edits, edit{pos: start, end: r.pos, kind: editRenumber, value: n})
+				}
+				edits = append(edits, edit{pos: r.pos, end: r.pos, kind: editLoad})
+			case opRefFunc:
 				if n := remap(in.index); n != in.index {
 					edits = append(edits, edit{pos: start, end: r.pos, kind: editRenumber, value: n})
 				}
@@ -262,9 +294,9 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 
 		// Pass 2: write the body with its new locals.
 		locals := append([]localGroup(nil), c.locals...)
-		tmp64 := uint32(nlocals)
+		f := uint32(nlocals) // the fuel local
 		locals = append(locals, localGroup{n: 1, valType: typeI64})
-		tmp32 := tmp64 + 1
+		n32 := f + 1 // a bulk operation's length
 		if hasBulk {
 			locals = append(locals, localGroup{n: 1, valType: typeI32})
 		}
@@ -277,25 +309,33 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 			fnBuf = append(fnBuf, c.body[last:e.pos]...)
 			last = e.end
 			switch e.kind {
-			case editCharge:
-				fnBuf = appendU32(append(fnBuf, opGlobalGet), fuel)
+			case editEntry, editLoop:
+				if e.kind == editEntry {
+					fnBuf = appendU32(append(fnBuf, opGlobalGet), fuel)
+				} else {
+					fnBuf = appendU32(append(fnBuf, opLocalGet), f)
+				}
 				fnBuf = appendS64(append(fnBuf, opI64Const), regions[e.value])
 				fnBuf = append(fnBuf, opI64Sub)
-				fnBuf = appendCheck(fnBuf, fuel, yield, tmp64)
+				fnBuf = appendCheck(fnBuf, fuel, yield, f)
 			case editRenumber:
 				fnBuf = appendU32(append(fnBuf, c.body[e.pos]), e.value)
 			case editBulk:
 				// Stack: ... length. Keep it, and charge length >> shift.
-				fnBuf = appendU32(append(fnBuf, opLocalTee), tmp32)
-				fnBuf = appendU32(append(fnBuf, opGlobalGet), fuel)
-				fnBuf = appendU32(append(fnBuf, opLocalGet), tmp32)
+				fnBuf = appendU32(append(fnBuf, opLocalTee), n32)
+				fnBuf = appendU32(append(fnBuf, opLocalGet), f)
+				fnBuf = appendU32(append(fnBuf, opLocalGet), n32)
 				fnBuf = append(fnBuf, opI64ExtendU)
 				if e.value != 0 {
 					fnBuf = appendS64(append(fnBuf, opI64Const), int64(e.value))
 					fnBuf = append(fnBuf, opI64ShrU)
 				}
 				fnBuf = append(fnBuf, opI64Sub)
-				fnBuf = appendCheck(fnBuf, fuel, yield, tmp64)
+				fnBuf = appendCheck(fnBuf, fuel, yield, f)
+			case editStore:
+				fnBuf = appendStore(fnBuf, fuel, f)
+			case editLoad:
+				fnBuf = appendLoad(fnBuf, fuel, f)
 			}
 		}
 		fnBuf = append(fnBuf, c.body[last:]...)
@@ -305,15 +345,28 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 	return out, nil
 }
 
-// appendCheck stores the new fuel (on the stack) and calls yield when it
-// is negative.
-func appendCheck(b []byte, fuel, yield, tmp uint32) []byte {
-	b = appendU32(append(b, opLocalTee), tmp)
-	b = appendU32(append(b, opGlobalSet), fuel)
-	b = appendU32(append(b, opLocalGet), tmp)
-	b = append(b, opI64Const, 0, opI64LtS, opIf, 0x40, opCall)
-	b = appendU32(b, yield)
+// appendCheck keeps the new fuel (on the stack) in local f and, when it
+// is negative, writes it back, calls yield and reloads it.
+func appendCheck(b []byte, fuel, yield, f uint32) []byte {
+	b = appendU32(append(b, opLocalTee), f)
+	b = append(b, opI64Const, 0, opI64LtS, opIf, 0x40)
+	if os.Getenv("METER_EXP") == "trap" {
+		return append(b, opUnreachable, opEnd)
+	}
+	b = appendStore(b, fuel, f)
+	b = appendU32(append(b, opCall), yield)
+	b = appendLoad(b, fuel, f)
 	return append(b, opEnd)
+}
+
+func appendStore(b []byte, fuel, f uint32) []byte {
+	b = appendU32(append(b, opLocalGet), f)
+	return appendU32(append(b, opGlobalSet), fuel)
+}
+
+func appendLoad(b []byte, fuel, f uint32) []byte {
+	b = appendU32(append(b, opGlobalGet), fuel)
+	return appendU32(append(b, opLocalSet), f)
 }
 
 // renumberNames rewrites the function indices of the name section's
