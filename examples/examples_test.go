@@ -211,3 +211,32 @@ func TestExamplesThroughGateway(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginsYAML keeps examples/plugins.yaml (the `make examples` demo
+// config) valid and in step with the five languages and their paths.
+func TestPluginsYAML(t *testing.T) {
+	cfg, err := config.Load("plugins.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range languages {
+		p, ok := cfg.Plugin(string(l.lang))
+		if !ok {
+			t.Fatalf("plugins.yaml lacks plugin %s", l.lang)
+		}
+		if want := wasmbuild.Path("bin", "examples", string(l.lang)+".wasm"); p.File != want {
+			t.Errorf("%s: file %s, want %s (where make examples writes it)", l.lang, p.File, want)
+		}
+		if string(mustJSON(t, p)) != string(mustJSON(t, &cfg.Plugins[0])) {
+			t.Errorf("%s: configuration differs from the others", l.lang)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, p *config.Plugin) []byte {
+	b, err := p.ConfigJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
