@@ -60,6 +60,14 @@ func startGateway(t *testing.T, yaml string) *gw { return startGatewayB(t, yaml)
 
 func startGatewayB(t testing.TB, yaml string) *gw {
 	t.Helper()
+	if !strings.Contains(yaml, "cache_dir") {
+		// Never the default ./data/wasm-cache inside the source tree.
+		if strings.Contains(yaml, "\nwasm: {") {
+			yaml = strings.Replace(yaml, "\nwasm: {", fmt.Sprintf("\nwasm: {cache_dir: %q, ", t.TempDir()), 1)
+		} else {
+			yaml += fmt.Sprintf("wasm: {cache_dir: %q}\n", t.TempDir())
+		}
+	}
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)

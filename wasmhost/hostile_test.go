@@ -206,5 +206,7 @@ func TestTrapInAllocatorPoisonsTheVM(t *testing.T) {
 	if v := th.metric(t, "wasmgate_plugin_traps_total", nil); v != 1 {
 		t.Fatalf("traps %v", v)
 	}
-	waitFor(t, func() bool { return th.Status()[0].VMs == 1 && th.metric(t, "wasmgate_plugin_vm_replacements_total", nil) == 1 })
+	waitFor(t, func() bool {
+		return th.Status()[0].VMs == 1 && th.metric(t, "wasmgate_plugin_vm_replacements_total", nil) == 1
+	})
 }
