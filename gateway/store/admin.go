@@ -43,12 +43,14 @@ type EventsPage struct {
 // token (they reveal or delete recorded traffic):
 //
 //	GET    /sessions                 ?limit=&cursor=  newest first
+//	GET    /sessions/{id}            one session's SessionInfo
 //	GET    /sessions/{id}/events     ?after=&limit=   in seq order
 //	GET    /sessions/{id}/export     JSON lines, the whole session
 //	DELETE /sessions/{id}
 func RegisterAdmin(r Registrar, s *Store, log *slog.Logger) {
 	a := &adminAPI{s: s, log: log}
 	r.Handle("GET /sessions", http.HandlerFunc(a.list), true)
+	r.Handle("GET /sessions/{id}", http.HandlerFunc(a.session), true)
 	r.Handle("GET /sessions/{id}/events", http.HandlerFunc(a.events), true)
 	r.Handle("GET /sessions/{id}/export", http.HandlerFunc(a.export), true)
 	r.Handle("DELETE /sessions/{id}", http.HandlerFunc(a.delete), true)
@@ -124,6 +126,20 @@ func (a *adminAPI) known(w http.ResponseWriter, r *http.Request, id string) bool
 		return false
 	}
 	return true
+}
+
+func (a *adminAPI) session(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	info, ok, err := a.s.Session(id)
+	if err != nil {
+		a.fail(w, r, http.StatusInternalServerError, err)
+		return
+	}
+	if !ok {
+		a.fail(w, r, http.StatusNotFound, fmt.Errorf("session %q not recorded", id))
+		return
+	}
+	writeJSON(w, info)
 }
 
 func (a *adminAPI) events(w http.ResponseWriter, r *http.Request) {

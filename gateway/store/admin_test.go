@@ -111,6 +111,8 @@ func TestAdminAPI(t *testing.T) {
 		{"GET", "/sessions?limit=x", 400},
 		{"GET", "/sessions?cursor=ab!!", 400},
 		{"GET", "/sessions/nope/events", 404},
+		{"GET", "/sessions/nope", 404},
+		{"GET", "/sessions/sess-1", 200},
 		{"GET", "/sessions/sess-1/events?after=-1", 400},
 		{"GET", "/sessions/sess-1/events?limit=100000", 400},
 		{"DELETE", "/sessions/nope", 404},
