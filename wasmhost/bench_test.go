@@ -78,3 +78,29 @@ func benchChain(b *testing.B, c chain.Chain) {
 		}
 	}
 }
+
+// BenchmarkReload: time for Reload (read, instrument, compile with a warm
+// compilation cache, start and configure a pool of 2 VMs, swap) per guest.
+func BenchmarkReload(b *testing.B) {
+	for _, g := range []struct {
+		name string
+		lang wasmbuild.Lang
+		src  string
+	}{
+		{"wat", wasmbuild.WAT, "wasmhost/testdata/headers.wat"},
+		{"c", wasmbuild.C, "examples/c/interceptor.c"},
+		{"go", wasmbuild.Go, "examples/go"},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			file := wasmbuild.MustBuild(b, g.lang, wasmbuild.Path(g.src))
+			th := newHost(b, Options{CacheDir: b.TempDir()}, plugin("p", file))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := th.Reload(b.Context(), "p"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
