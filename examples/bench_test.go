@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tetratelabs/wazero"
 
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
@@ -84,9 +83,9 @@ func benchStream(b *testing.B, c chain.Chain) {
 	}
 }
 
-// BenchmarkInstantiate is the cost of a new VM of each example: runtime,
-// WASI and env modules, instantiation from already-compiled code,
-// _initialize, proxy_on_vm_start and proxy_on_configure (sdktest host).
+// BenchmarkInstantiate is the cost of one more VM of each example from
+// already-compiled code: instantiation, _initialize, proxy_on_vm_start and
+// proxy_on_configure (sdktest host). It reports the VM's linear memory.
 func BenchmarkInstantiate(b *testing.B) {
 	for _, l := range languages {
 		b.Run(string(l.lang), func(b *testing.B) {
@@ -94,28 +93,48 @@ func BenchmarkInstantiate(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cache := wazero.NewCompilationCache()
-			defer cache.Close(context.Background())
-			opts := sdktest.Options{Config: []byte(testConfig), Cache: cache}
-			h, err := sdktest.New(context.Background(), wasm, opts) // compiles once
+			opts := sdktest.Options{Config: []byte(testConfig)}
+			rt, err := sdktest.NewRuntime(context.Background(), wasm, opts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			h.Close()
+			defer rt.Close()
+			var pages uint32
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				h, err := sdktest.New(context.Background(), wasm, opts)
+				h, err := rt.Instantiate(opts)
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				pages := h.MemoryPages()
+				pages = h.MemoryPages()
 				h.Close()
 				b.StartTimer()
-				b.ReportMetric(float64(pages), "pages")
 			}
+			b.ReportMetric(float64(pages), "pages")
 			b.ReportMetric(float64(len(wasm)), "bytes")
+		})
+	}
+}
+
+// BenchmarkCompile is the cost of compiling each example with wazero's
+// compiler engine (no cache).
+func BenchmarkCompile(b *testing.B) {
+	for _, l := range languages {
+		b.Run(string(l.lang), func(b *testing.B) {
+			wasm, err := os.ReadFile(wasmbuild.MustBuild(b, l.lang, l.src))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				rt, err := sdktest.NewRuntime(context.Background(), wasm, sdktest.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rt.Close()
+			}
 		})
 	}
 }

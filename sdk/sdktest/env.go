@@ -8,13 +8,13 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-type hostFn func(m api.Module, p []uint64) uint32
+type hostFn func(h *Host, m api.Module, p []uint64) uint32
 
 // instantiateEnv provides every host function of the v0.2.1 spec in module
 // "env". Those this harness does not serve (gRPC, queues) answer
 // Unimplemented, so any module links.
-func (h *Host) instantiateEnv() error {
-	b := h.rt.NewHostModuleBuilder("env")
+func (r *Runtime) instantiateEnv() error {
+	b := r.rt.NewHostModuleBuilder("env")
 	add := func(name string, n int, fn hostFn, i64 ...int) {
 		params := make([]api.ValueType, n)
 		for i := range params {
@@ -29,12 +29,17 @@ func (h *Host) instantiateEnv() error {
 					stack[i] = uint64(uint32(stack[i]))
 				}
 			}
-			stack[0] = uint64(fn(m, stack[:n]))
+			h := r.hosts[m]
+			if h == nil {
+				stack[0] = InternalFailure
+				return
+			}
+			stack[0] = uint64(fn(h, m, stack[:n]))
 		}), params, []api.ValueType{api.ValueTypeI32}).Export(name)
 	}
-	unimpl := func(m api.Module, p []uint64) uint32 { return Unimplemented }
+	unimpl := func(h *Host, m api.Module, p []uint64) uint32 { return Unimplemented }
 
-	add("proxy_log", 3, func(m api.Module, p []uint64) uint32 {
+	add("proxy_log", 3, func(h *Host, m api.Module, p []uint64) uint32 {
 		msg, ok := m.Memory().Read(uint32(p[1]), uint32(p[2]))
 		if !ok {
 			return InvalidMemory
@@ -42,21 +47,21 @@ func (h *Host) instantiateEnv() error {
 		h.logs = append(h.logs, fmt.Sprintf("%d: %s", p[0], msg))
 		return OK
 	})
-	add("proxy_get_log_level", 1, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_log_level", 1, func(h *Host, m api.Module, p []uint64) uint32 {
 		return h.writeU32(m, p[0], 0)
 	})
-	add("proxy_get_current_time_nanoseconds", 1, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_current_time_nanoseconds", 1, func(h *Host, m api.Module, p []uint64) uint32 {
 		if !m.Memory().WriteUint64Le(uint32(p[0]), uint64(time.Now().UnixNano())) {
 			return InvalidMemory
 		}
 		return OK
 	})
-	add("proxy_set_tick_period_milliseconds", 1, func(m api.Module, p []uint64) uint32 {
+	add("proxy_set_tick_period_milliseconds", 1, func(h *Host, m api.Module, p []uint64) uint32 {
 		h.tickMS = uint32(p[0])
 		return OK
 	})
-	add("proxy_done", 0, func(m api.Module, p []uint64) uint32 { return OK })
-	add("proxy_set_effective_context", 1, func(m api.Module, p []uint64) uint32 {
+	add("proxy_done", 0, func(h *Host, m api.Module, p []uint64) uint32 { return OK })
+	add("proxy_set_effective_context", 1, func(h *Host, m api.Module, p []uint64) uint32 {
 		id := uint32(p[0])
 		if id != rootContextID && h.streams[id] == nil {
 			return BadArgument
@@ -65,7 +70,7 @@ func (h *Host) instantiateEnv() error {
 		return OK
 	})
 
-	add("proxy_get_buffer_bytes", 5, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_buffer_bytes", 5, func(h *Host, m api.Module, p []uint64) uint32 {
 		buf, st := h.buffer(uint32(p[0]))
 		if st != OK {
 			return st
@@ -80,7 +85,7 @@ func (h *Host) instantiateEnv() error {
 		}
 		return h.returnBytes(m, p[3], p[4], buf[start:end])
 	})
-	add("proxy_set_buffer_bytes", 5, func(m api.Module, p []uint64) uint32 {
+	add("proxy_set_buffer_bytes", 5, func(h *Host, m api.Module, p []uint64) uint32 {
 		s := h.streams[h.current]
 		typ := uint32(p[0])
 		if s == nil || typ > 1 || typ != s.bodyType {
@@ -103,7 +108,7 @@ func (h *Host) instantiateEnv() error {
 		s.body = nb
 		return OK
 	})
-	add("proxy_get_buffer_status", 3, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_buffer_status", 3, func(h *Host, m api.Module, p []uint64) uint32 {
 		buf, st := h.buffer(uint32(p[0]))
 		if st != OK {
 			return st
@@ -114,21 +119,21 @@ func (h *Host) instantiateEnv() error {
 		return h.writeU32(m, p[2], 0)
 	})
 
-	add("proxy_get_header_map_size", 2, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_header_map_size", 2, func(h *Host, m api.Module, p []uint64) uint32 {
 		hm, st := h.headerMap(uint32(p[0]))
 		if st != OK {
 			return st
 		}
 		return h.writeU32(m, p[1], uint32(len(EncodeMap(*hm))))
 	})
-	add("proxy_get_header_map_pairs", 3, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_header_map_pairs", 3, func(h *Host, m api.Module, p []uint64) uint32 {
 		hm, st := h.headerMap(uint32(p[0]))
 		if st != OK {
 			return st
 		}
 		return h.returnBytes(m, p[1], p[2], EncodeMap(*hm))
 	})
-	add("proxy_set_header_map_pairs", 3, func(m api.Module, p []uint64) uint32 {
+	add("proxy_set_header_map_pairs", 3, func(h *Host, m api.Module, p []uint64) uint32 {
 		hm, st := h.headerMap(uint32(p[0]))
 		if st != OK {
 			return st
@@ -144,7 +149,7 @@ func (h *Host) instantiateEnv() error {
 		*hm = pairs
 		return OK
 	})
-	add("proxy_get_header_map_value", 5, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_header_map_value", 5, func(h *Host, m api.Module, p []uint64) uint32 {
 		hm, st := h.headerMap(uint32(p[0]))
 		if st != OK {
 			return st
@@ -161,7 +166,7 @@ func (h *Host) instantiateEnv() error {
 		return NotFound
 	})
 	edit := func(mode int) hostFn {
-		return func(m api.Module, p []uint64) uint32 {
+		return func(h *Host, m api.Module, p []uint64) uint32 {
 			hm, st := h.headerMap(uint32(p[0]))
 			if st != OK {
 				return st
@@ -204,7 +209,7 @@ func (h *Host) instantiateEnv() error {
 	add("proxy_replace_header_map_value", 5, edit(1))
 	add("proxy_remove_header_map_value", 3, edit(2))
 
-	add("proxy_continue_stream", 1, func(m api.Module, p []uint64) uint32 {
+	add("proxy_continue_stream", 1, func(h *Host, m api.Module, p []uint64) uint32 {
 		s := h.streams[h.current]
 		if s == nil || p[0] > 1 {
 			return BadArgument
@@ -212,14 +217,14 @@ func (h *Host) instantiateEnv() error {
 		s.Continued++
 		return OK
 	})
-	add("proxy_close_stream", 1, func(m api.Module, p []uint64) uint32 { return OK })
-	add("proxy_get_status", 3, func(m api.Module, p []uint64) uint32 {
+	add("proxy_close_stream", 1, func(h *Host, m api.Module, p []uint64) uint32 { return OK })
+	add("proxy_get_status", 3, func(h *Host, m api.Module, p []uint64) uint32 {
 		if st := h.writeU32(m, p[0], 200); st != OK {
 			return st
 		}
 		return h.returnBytes(m, p[1], p[2], nil)
 	})
-	add("proxy_send_local_response", 8, func(m api.Module, p []uint64) uint32 {
+	add("proxy_send_local_response", 8, func(h *Host, m api.Module, p []uint64) uint32 {
 		s := h.streams[h.current]
 		if s == nil {
 			return BadArgument
@@ -237,7 +242,7 @@ func (h *Host) instantiateEnv() error {
 		s.Local = &LocalResponse{Status: int(uint32(p[0])), Details: string(details), Body: append([]byte(nil), body...), Headers: pairs}
 		return OK
 	})
-	add("proxy_http_call", 10, func(m api.Module, p []uint64) uint32 {
+	add("proxy_http_call", 10, func(h *Host, m api.Module, p []uint64) uint32 {
 		up, ok1 := m.Memory().Read(uint32(p[0]), uint32(p[1]))
 		hdr, ok2 := m.Memory().Read(uint32(p[2]), uint32(p[3]))
 		body, ok3 := m.Memory().Read(uint32(p[4]), uint32(p[5]))
@@ -259,7 +264,7 @@ func (h *Host) instantiateEnv() error {
 	add("proxy_grpc_cancel", 1, unimpl)
 	add("proxy_grpc_close", 1, unimpl)
 
-	add("proxy_set_shared_data", 5, func(m api.Module, p []uint64) uint32 {
+	add("proxy_set_shared_data", 5, func(h *Host, m api.Module, p []uint64) uint32 {
 		key, ok1 := m.Memory().Read(uint32(p[0]), uint32(p[1]))
 		val, ok2 := m.Memory().Read(uint32(p[2]), uint32(p[3]))
 		if !ok1 || !ok2 {
@@ -272,7 +277,7 @@ func (h *Host) instantiateEnv() error {
 		h.shared[string(key)] = sharedValue{value: append([]byte(nil), val...), cas: cur.cas + 1}
 		return OK
 	})
-	add("proxy_get_shared_data", 5, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_shared_data", 5, func(h *Host, m api.Module, p []uint64) uint32 {
 		key, ok := m.Memory().Read(uint32(p[0]), uint32(p[1]))
 		if !ok {
 			return InvalidMemory
@@ -291,7 +296,7 @@ func (h *Host) instantiateEnv() error {
 	add("proxy_enqueue_shared_queue", 3, unimpl)
 	add("proxy_dequeue_shared_queue", 3, unimpl)
 
-	add("proxy_define_metric", 4, func(m api.Module, p []uint64) uint32 {
+	add("proxy_define_metric", 4, func(h *Host, m api.Module, p []uint64) uint32 {
 		if p[0] > 2 {
 			return BadArgument
 		}
@@ -302,7 +307,7 @@ func (h *Host) instantiateEnv() error {
 		h.metrics = append(h.metrics, metric{name: string(name), kind: uint32(p[0])})
 		return h.writeU32(m, p[3], uint32(len(h.metrics)))
 	})
-	add("proxy_record_metric", 2, func(m api.Module, p []uint64) uint32 {
+	add("proxy_record_metric", 2, func(h *Host, m api.Module, p []uint64) uint32 {
 		i := int(uint32(p[0])) - 1
 		if i < 0 || i >= len(h.metrics) {
 			return NotFound
@@ -310,7 +315,7 @@ func (h *Host) instantiateEnv() error {
 		h.metrics[i].value = int64(p[1])
 		return OK
 	}, 1)
-	add("proxy_increment_metric", 2, func(m api.Module, p []uint64) uint32 {
+	add("proxy_increment_metric", 2, func(h *Host, m api.Module, p []uint64) uint32 {
 		i := int(uint32(p[0])) - 1
 		if i < 0 || i >= len(h.metrics) {
 			return NotFound
@@ -321,7 +326,7 @@ func (h *Host) instantiateEnv() error {
 		h.metrics[i].value += int64(p[1])
 		return OK
 	}, 1)
-	add("proxy_get_metric", 2, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_metric", 2, func(h *Host, m api.Module, p []uint64) uint32 {
 		i := int(uint32(p[0])) - 1
 		if i < 0 || i >= len(h.metrics) {
 			return NotFound
@@ -332,7 +337,7 @@ func (h *Host) instantiateEnv() error {
 		return OK
 	})
 
-	add("proxy_get_property", 4, func(m api.Module, p []uint64) uint32 {
+	add("proxy_get_property", 4, func(h *Host, m api.Module, p []uint64) uint32 {
 		path, ok := m.Memory().Read(uint32(p[0]), uint32(p[1]))
 		if !ok {
 			return InvalidMemory
@@ -347,7 +352,7 @@ func (h *Host) instantiateEnv() error {
 		}
 		return h.returnBytes(m, p[2], p[3], []byte(v))
 	})
-	add("proxy_set_property", 4, func(m api.Module, p []uint64) uint32 {
+	add("proxy_set_property", 4, func(h *Host, m api.Module, p []uint64) uint32 {
 		path, ok1 := m.Memory().Read(uint32(p[0]), uint32(p[1]))
 		val, ok2 := m.Memory().Read(uint32(p[2]), uint32(p[3]))
 		if !ok1 || !ok2 {
@@ -356,9 +361,9 @@ func (h *Host) instantiateEnv() error {
 		h.props[dotsToNUL(string(path))] = string(val)
 		return OK
 	})
-	add("proxy_call_foreign_function", 6, func(m api.Module, p []uint64) uint32 { return NotFound })
+	add("proxy_call_foreign_function", 6, func(h *Host, m api.Module, p []uint64) uint32 { return NotFound })
 
-	_, err := b.Instantiate(h.ctx)
+	_, err := b.Instantiate(r.ctx)
 	return err
 }
 

@@ -81,7 +81,8 @@ type HTTPCall struct {
 // Host runs one instance of a plugin.
 type Host struct {
 	ctx     context.Context
-	rt      wazero.Runtime
+	rt      *Runtime
+	owner   *Runtime
 	mod     api.Module
 	alloc   api.Function
 	exports map[string]api.Function
@@ -117,10 +118,18 @@ type callResponse struct {
 	body    []byte
 }
 
-// New compiles and starts wasm: _initialize (or _start), a root context,
-// proxy_on_vm_start and proxy_on_configure. Either returning false is an
-// error.
-func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
+// Runtime holds a compiled plugin; each Instantiate makes a new VM of it
+// (a Host), so a benchmark can price instantiation apart from compilation.
+type Runtime struct {
+	ctx   context.Context
+	rt    wazero.Runtime
+	cm    wazero.CompiledModule
+	hosts map[api.Module]*Host
+	n     int
+}
+
+// NewRuntime compiles wasm. MemoryLimitPages and Cache of opts apply.
+func NewRuntime(ctx context.Context, wasm []byte, opts Options) (*Runtime, error) {
 	limit := opts.MemoryLimitPages
 	if limit == 0 {
 		limit = 4096
@@ -129,9 +138,50 @@ func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
 	if opts.Cache != nil {
 		rc = rc.WithCompilationCache(opts.Cache)
 	}
+	r := &Runtime{ctx: ctx, rt: wazero.NewRuntimeWithConfig(ctx, rc), hosts: map[api.Module]*Host{}}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.instantiateEnv(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("sdktest: env module: %w", err)
+	}
+	cm, err := r.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("sdktest: compile: %w", err)
+	}
+	r.cm = cm
+	return r, nil
+}
+
+// Close releases the runtime and every Host made from it.
+func (r *Runtime) Close() { r.rt.Close(r.ctx) }
+
+// New compiles and starts wasm in a runtime of its own; Close releases both.
+func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
+	r, err := NewRuntime(ctx, wasm, opts)
+	if err != nil {
+		return nil, err
+	}
+	h, err := r.Instantiate(opts)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	h.owner = r
+	return h, nil
+}
+
+// Instantiate starts a new VM: _initialize (or _start), a root context,
+// proxy_on_vm_start and proxy_on_configure. Either returning false is an
+// error.
+func (r *Runtime) Instantiate(opts Options) (*Host, error) {
+	ctx := r.ctx
 	h := &Host{
 		ctx:     ctx,
-		rt:      wazero.NewRuntimeWithConfig(ctx, rc),
+		rt:      r,
 		exports: map[string]api.Function{},
 		props:   map[string]string{},
 		cfg:     opts.Config,
@@ -143,27 +193,15 @@ func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
 	for k, v := range opts.Properties {
 		h.props[strings.ReplaceAll(k, ".", "\x00")] = v
 	}
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
-		h.rt.Close(ctx)
-		return nil, err
-	}
-	if err := h.instantiateEnv(); err != nil {
-		h.rt.Close(ctx)
-		return nil, fmt.Errorf("sdktest: env module: %w", err)
-	}
-	cm, err := h.rt.CompileModule(ctx, wasm)
+	r.n++
+	mod, err := r.rt.InstantiateModule(ctx, r.cm, wazero.NewModuleConfig().WithStartFunctions().
+		WithStdout(&h.out).WithStderr(&h.out).WithName(fmt.Sprintf("plugin-%d", r.n)))
 	if err != nil {
-		h.rt.Close(ctx)
-		return nil, fmt.Errorf("sdktest: compile: %w", err)
-	}
-	mod, err := h.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithStartFunctions().
-		WithStdout(&h.out).WithStderr(&h.out).WithName("plugin"))
-	if err != nil {
-		h.rt.Close(ctx)
 		return nil, fmt.Errorf("sdktest: instantiate: %w", err)
 	}
 	h.mod = mod
-	for name := range cm.ExportedFunctions() {
+	r.hosts[mod] = h
+	for name := range r.cm.ExportedFunctions() {
 		h.exports[name] = mod.ExportedFunction(name)
 	}
 	if _, ok := h.exports["proxy_abi_version_0_2_1"]; !ok {
@@ -197,14 +235,21 @@ func New(ctx context.Context, wasm []byte, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("sdktest: proxy_on_vm_start refused (%v)", err)
 	}
 	if r, err := h.callOK("proxy_on_configure", rootContextID, uint64(len(h.cfg))); err != nil || r == 0 {
+		logs := strings.Join(h.logs, "; ")
 		h.Close()
-		return nil, fmt.Errorf("sdktest: proxy_on_configure refused (%v); logs: %s", err, strings.Join(h.logs, "; "))
+		return nil, fmt.Errorf("sdktest: proxy_on_configure refused (%v); logs: %s", err, logs)
 	}
 	return h, nil
 }
 
-// Close releases the runtime.
-func (h *Host) Close() { h.rt.Close(h.ctx) }
+// Close releases the VM (and its runtime when New made it).
+func (h *Host) Close() {
+	delete(h.rt.hosts, h.mod)
+	h.mod.Close(h.ctx)
+	if h.owner != nil {
+		h.owner.Close()
+	}
+}
 
 // MemoryPages is the guest's linear memory size in 64 KiB pages.
 func (h *Host) MemoryPages() uint32 { return h.mod.Memory().Size() / 65536 }
