@@ -323,4 +323,20 @@ func (h *Host) acquireCall(deadline time.Time) bool {
 
 func (h *Host) releaseCall() { <-h.calls }
 
+// tryEnter takes m's lock and a call slot if both are free now.
+func (h *Host) tryEnter(m *vm) bool {
+	select {
+	case m.lock <- struct{}{}:
+	default:
+		return false
+	}
+	select {
+	case h.calls <- struct{}{}:
+		return true
+	default:
+		<-m.lock
+		return false
+	}
+}
+
 func defaultPoolSize() int { return runtime.GOMAXPROCS(0) }

@@ -174,16 +174,19 @@ func (s *stream) invoke(p *pluginStream, cb callback, ph phase, n uint64, eos bo
 		return s.fail(p, "its VM failed while holding the request", 500)
 	}
 	h := s.c.host
-	waitStart := time.Now()
-	deadline := waitStart.Add(cfg.QueueTimeout.D())
-	if !m.tryLock(deadline) {
-		return s.capacity(p, "VM busy")
+	if !h.tryEnter(m) {
+		// Slow path: wait, bounded by queue_timeout, and time the wait.
+		waitStart := time.Now()
+		deadline := waitStart.Add(cfg.QueueTimeout.D())
+		if !m.tryLock(deadline) {
+			return s.capacity(p, "VM busy")
+		}
+		if !h.acquireCall(deadline) {
+			m.unlock()
+			return s.capacity(p, "wasm.max_calls_in_flight reached")
+		}
+		sl.m.queueWait.Observe(time.Since(waitStart).Seconds())
 	}
-	if !h.acquireCall(deadline) {
-		m.unlock()
-		return s.capacity(p, "wasm.max_calls_in_flight reached")
-	}
-	sl.m.queueWait.Observe(time.Since(waitStart).Seconds())
 	if m.poisoned.Load() || m.dead.Load() {
 		h.releaseCall()
 		m.unlock()
