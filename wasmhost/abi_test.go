@@ -140,6 +140,12 @@ func TestHostFunctions(t *testing.T) {
 	if v := th.metric(t, "wasmgate_plugin_calls_total", map[string]string{"plugin": "all", "callback": "proxy_on_request_headers"}); v < 8 {
 		t.Fatalf("calls metric %v", v)
 	}
+	if v := th.metric(t, "wasmgate_plugin_cpu_units_total", map[string]string{"plugin": "all"}); v <= 0 {
+		t.Fatalf("cpu units %v", v)
+	}
+	if v := th.metric(t, "wasmgate_plugin_shared_data_bytes", map[string]string{"plugin": "all"}); v <= 0 {
+		t.Fatalf("shared data bytes %v", v)
+	}
 }
 
 func TestRouteConfigurationOverride(t *testing.T) {

@@ -29,6 +29,7 @@ type hostMetrics struct {
 	logDropped      *prometheus.CounterVec
 	httpCalls       *prometheus.CounterVec
 	httpCallSeconds *prometheus.HistogramVec
+	cpuUnits        *prometheus.CounterVec
 	own             []prometheus.Collector // unregistered by Close
 }
 
@@ -50,6 +51,7 @@ type pluginMetrics struct {
 	logDropped      prometheus.Counter
 	httpCalls       *prometheus.CounterVec
 	httpCallSeconds prometheus.Observer
+	cpuUnits        prometheus.Counter
 	guest           guestMetrics
 }
 
@@ -103,6 +105,7 @@ func newHostMetrics(reg prometheus.Registerer, h *Host) (*hostMetrics, error) {
 	hm.logDropped = cv("wasmgate_plugin_log_dropped_total", "Guest log lines dropped by the rate limit.", "plugin")
 	hm.httpCalls = cv("wasmgate_plugin_http_calls_total", "proxy_http_call results by status class.", "plugin", "result")
 	hm.httpCallSeconds = hv("wasmgate_plugin_http_call_seconds", "proxy_http_call latency.", []float64{0.001, 0.005, 0.02, 0.1, 0.5, 2, 10}, "plugin")
+	hm.cpuUnits = cv("wasmgate_plugin_cpu_units_total", "Guest work in meter units (metered plugins); divide by the calibrated rate for CPU time.", "plugin")
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +143,7 @@ func (hm *hostMetrics) plugin(name string) *pluginMetrics {
 		logDropped:      hm.logDropped.WithLabelValues(name),
 		httpCalls:       hm.httpCalls.MustCurryWith(prometheus.Labels{"plugin": name}),
 		httpCallSeconds: hm.httpCallSeconds.WithLabelValues(name),
+		cpuUnits:        hm.cpuUnits.WithLabelValues(name),
 	}
 	for i, n := range callbackNames {
 		pm.calls[i] = hm.calls.WithLabelValues(name, n)
@@ -166,6 +170,8 @@ var (
 	descGuestCounter = prometheus.NewDesc("wasmgate_plugin_counter", "Counter defined by a plugin (proxy_define_metric).", []string{"plugin", "name"}, nil)
 	descGuestGauge   = prometheus.NewDesc("wasmgate_plugin_gauge", "Gauge defined by a plugin (proxy_define_metric).", []string{"plugin", "name"}, nil)
 	descPages        = prometheus.NewDesc("wasmgate_plugin_memory_pages", "Linear memory pages (64 KiB) across a plugin's VMs.", []string{"plugin"}, nil)
+	descSharedBytes  = prometheus.NewDesc("wasmgate_plugin_shared_data_bytes", "Bytes held in a plugin's shared data (limit 16 MiB, 10000 keys).", []string{"plugin"}, nil)
+	descQueueItems   = prometheus.NewDesc("wasmgate_plugin_shared_queue_items", "Items waiting in a plugin's shared queues (limit 10000 per queue).", []string{"plugin"}, nil)
 )
 
 func (g *guestMetrics) define(plugin string, typ uint32, name string) (uint32, uint32) {
@@ -229,6 +235,9 @@ func (c *guestCollector) Collect(ch chan<- prometheus.Metric) {
 			v.mu.Unlock()
 		}
 		ch <- prometheus.MustNewConstMetric(descPages, prometheus.GaugeValue, float64(pages), name)
+		sharedBytes, queued := c.h.shared.usage(name)
+		ch <- prometheus.MustNewConstMetric(descSharedBytes, prometheus.GaugeValue, float64(sharedBytes), name)
+		ch <- prometheus.MustNewConstMetric(descQueueItems, prometheus.GaugeValue, float64(queued), name)
 		g := &s.m.guest
 		g.mu.Lock()
 		list := append([]*guestMetric(nil), g.list...)

@@ -56,6 +56,20 @@ func (r *sharedRegistry) store(vmID string) *sharedStore {
 	return s
 }
 
+// usage reports the bytes of shared data and the queued items of vmID.
+func (r *sharedRegistry) usage(vmID string) (bytes, items int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stores[vmID]
+	if s == nil {
+		return 0, 0
+	}
+	for _, q := range s.queues {
+		items += len(q.items)
+	}
+	return s.bytes, items
+}
+
 func (r *sharedRegistry) get(vmID, key string) ([]byte, uint32, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -331,6 +331,9 @@ func (m *vm) call(cb callback, f api.Function, args ...uint64) (uint64, error) {
 	}
 	if outer {
 		m.deadline.Store(0)
+		if m.budget != nil {
+			sm.cpuUnits.Add(float64(m.budget.Used(m.fuel)))
+		}
 		sm.calls[cb].Inc()
 		sm.callSeconds.Observe(time.Since(start).Seconds())
 	}
