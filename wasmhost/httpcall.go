@@ -56,7 +56,10 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 		return statusBadArgument
 	}
 	h := m.ver.s.h
-	if h.opts.HTTP == nil || len(m.calls) >= maxHTTPCallsPerVM {
+	m.callsMu.Lock()
+	outstanding := len(m.calls)
+	m.callsMu.Unlock()
+	if h.opts.HTTP == nil || outstanding >= maxHTTPCallsPerVM {
 		return statusInternalFailure
 	}
 	timeout := time.Duration(uint32(s[8])) * time.Millisecond
@@ -67,7 +70,9 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 	m.nextID++
 	id := m.nextID
 	body = append([]byte(nil), body...)
+	m.callsMu.Lock()
 	m.calls[id] = root
+	m.callsMu.Unlock()
 	sm := m.ver.s.m
 	started := h.goBG(func() {
 		t0 := time.Now()
@@ -88,11 +93,12 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 		}
 		sm.httpCallSeconds.Observe(time.Since(t0).Seconds())
 		m.runBackground(cbHTTPCallResponse, func() {
+			m.callsMu.Lock()
 			r, ok := m.calls[id]
+			m.callsMu.Unlock()
 			if !ok {
 				return
 			}
-			delete(m.calls, id)
 			f := m.fns[cbHTTPCallResponse]
 			if f == nil {
 				return
@@ -105,9 +111,16 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 				m.ver.poison(m, err.Error())
 			}
 		})
+		// Delivered or not (VM busy past the bound, or gone), the call
+		// no longer counts against the VM's limit.
+		m.callsMu.Lock()
+		delete(m.calls, id)
+		m.callsMu.Unlock()
 	})
 	if !started {
+		m.callsMu.Lock()
 		delete(m.calls, id)
+		m.callsMu.Unlock()
 		return statusInternalFailure
 	}
 	if !m.putU32(s[9], id) {

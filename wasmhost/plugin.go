@@ -431,7 +431,8 @@ func (v *version) release(m *vm) {
 }
 
 // poison discards m after a trap, timeout or OOM and schedules a fresh VM,
-// backing off when VMs of this version keep failing.
+// backing off when VMs of this version keep failing. The caller holds m's
+// lock.
 func (v *version) poison(m *vm, why string) {
 	v.s.failures.Add(1)
 	v.mu.Lock()
@@ -443,6 +444,13 @@ func (v *version) poison(m *vm, why string) {
 	crashes := int(v.crashes.Add(1))
 	replace := !v.retired && !v.down
 	v.mu.Unlock()
+	// Streams paused on this VM fail now rather than at pause_timeout.
+	// The caller holds m's lock, so m.streams is stable.
+	for _, c := range m.streams {
+		c.mu.Lock()
+		c.wakeLocked()
+		c.mu.Unlock()
+	}
 	v.s.m.replacements.Inc()
 	v.s.h.log.Warn("plugin VM discarded", "plugin", v.s.name, "version", v.n, "vm", m.id, "reason", why)
 	v.closeVM(m, why)

@@ -238,7 +238,11 @@ func (s *stream) invoke(p *pluginStream, cb callback, ph phase, n uint64, eos bo
 	if wait {
 		local, closed, err = s.pause(p, c, teardown)
 		if err != nil {
-			return s.failStatus(p, err.Error(), 504)
+			status := 504
+			if m.poisoned.Load() {
+				status = 500
+			}
+			return s.failStatus(p, err.Error(), status)
 		}
 	}
 	if local != nil {

@@ -221,3 +221,23 @@ func TestCapacity(t *testing.T) {
 		t.Fatalf("capacity errors %v", v)
 	}
 }
+
+func TestPausedStreamFailsWhenItsVMDies(t *testing.T) {
+	th := newHost(t, Options{}, plugin("all", guest(t, wasmbuild.C, "all.c"), func(p *config.Plugin) {
+		p.PoolSize = 1
+		p.PauseTimeout = config.Duration(10 * time.Second)
+	}))
+	c := th.chain(t, refs("all")...)
+	done := make(chan chain.Result)
+	go func() {
+		r, _, _ := exchange(t, c, reqHeaders("/", "x-test", "pause-forever"))
+		done <- r
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	exchange(t, c, reqHeaders("/", "x-test", "trap"))
+	r := <-done
+	if r.Action != chain.Respond || r.Response.Status != 500 || time.Since(start) > 2*time.Second {
+		t.Fatalf("paused stream: %+v after %v", r.Response, time.Since(start))
+	}
+}

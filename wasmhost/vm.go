@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +94,7 @@ type vm struct {
 	effRoot  *rootCtx
 	effHTTP  *httpCtx
 	callResp *httpCallResult
+	callsMu  sync.Mutex
 	calls    map[uint32]*rootCtx // outstanding http_call id → root context
 	queues   map[uint32]*rootCtx // shared queue subscriptions
 	doneReq  []*httpCtx          // contexts that called proxy_done
