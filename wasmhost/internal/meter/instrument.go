@@ -1,7 +1,6 @@
 package meter
 
 import (
-	"os"
 	"fmt"
 	"strings"
 )
@@ -350,9 +349,6 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 func appendCheck(b []byte, fuel, yield, f uint32) []byte {
 	b = appendU32(append(b, opLocalTee), f)
 	b = append(b, opI64Const, 0, opI64LtS, opIf, 0x40)
-	if os.Getenv("METER_EXP") == "trap" {
-		return append(b, opUnreachable, opEnd)
-	}
 	b = appendStore(b, fuel, f)
 	b = appendU32(append(b, opCall), yield)
 	b = appendLoad(b, fuel, f)
