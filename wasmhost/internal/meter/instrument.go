@@ -217,6 +217,10 @@ const (
 // since then are not counted, and the instance is discarded after a trap
 // anyway.
 func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byte, error) {
+	leaves, maxLeaf, err := m.leafCosts()
+	if err != nil {
+		return nil, err
+	}
 	out := appendU32(nil, uint32(len(m.codes)))
 	var fnBuf []byte
 	var edits []edit
@@ -224,6 +228,13 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 	var frames []int
 	for i := range m.codes {
 		c := &m.codes[i]
+		if leaves[i] >= 0 {
+			fnBuf = appendLocals(fnBuf[:0], c.locals)
+			fnBuf = rewriteFuncRefs(fnBuf, c.body, remap)
+			out = appendU32(out, uint32(len(fnBuf)))
+			out = append(out, fnBuf...)
+			continue
+		}
 		ti := m.funcTypes[i]
 		if int(ti) >= len(m.types) {
 			return nil, fmt.Errorf("meter: function %d: type index %d out of range", m.importedFuncs+uint32(i), ti)
@@ -267,6 +278,16 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 					edits = append(edits, edit{pos: start, end: start, kind: editStore})
 				}
 			case opCall, opCallIndirect:
+				cur := frames[len(frames)-1]
+				if in.op == opCallIndirect {
+					regions[cur] += maxLeaf // the callee may be a leaf
+				} else if in.index >= m.importedFuncs && leaves[in.index-m.importedFuncs] >= 0 {
+					regions[cur] += leaves[in.index-m.importedFuncs]
+					if n := remap(in.index); n != in.index {
+						edits = append(edits, edit{pos: start, end: r.pos, kind: editRenumber, value: n})
+					}
+					break
+				}
 				edits = append(edits, edit{pos: start, end: start, kind: editStore})
 				if n := remap(in.index); in.op == opCall && n != in.index {
 					edits = append(edits, edit{pos: start, end: r.pos, kind: editRenumber, value: n})
@@ -342,6 +363,44 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 		out = append(out, fnBuf...)
 	}
 	return out, nil
+}
+
+// maxLeafCost bounds the leaf functions that are charged at their call
+// sites instead of at their entry.
+const maxLeafCost = 256
+
+// leafCosts finds the leaf functions: no loop, no call, no bulk
+// operation, at most maxLeafCost instructions. Such a function cannot be
+// part of a cycle and runs each instruction at most once, so it needs no
+// fuel code of its own: a direct call adds its cost to the caller's
+// charge, and call_indirect adds the largest leaf cost (the callee may be
+// a leaf). A leaf the host calls directly runs uncharged, which is
+// bounded by maxLeafCost. It returns -1 for the other functions.
+func (m *Module) leafCosts() (costs []int64, maxCost int64, err error) {
+	costs = make([]int64, len(m.codes))
+	for i := range m.codes {
+		c := &m.codes[i]
+		r := &reader{b: c.body, base: c.offset}
+		n := int64(0)
+		for !r.eof() && n >= 0 {
+			in, err := r.next()
+			if err != nil {
+				return nil, 0, err
+			}
+			n++
+			switch in.op {
+			case opLoop, opCall, opCallIndirect, opMemoryFill, opMemoryCopy, opMemoryInit,
+				opTableFill, opTableCopy, opTableInit, opTableGrow:
+				n = -1
+			}
+			if n > maxLeafCost {
+				n = -1
+			}
+		}
+		costs[i] = n
+		maxCost = max(maxCost, n)
+	}
+	return costs, maxCost, nil
 }
 
 // appendCheck keeps the new fuel (on the stack) in local f and, when it
