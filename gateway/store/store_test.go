@@ -280,3 +280,58 @@ func TestReadOnly(t *testing.T) {
 		t.Fatal("read-only open of a missing store succeeded")
 	}
 }
+
+// TestSessionCacheEviction: with a tiny cache, sessions are evicted and
+// their numbering resumes from the store.
+func TestSessionCacheEviction(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{SessionCacheSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for round := range 3 {
+		var evs []*event.Event
+		for i := range 20 {
+			evs = append(evs, &event.Event{Session: fmt.Sprint("c", i), Type: event.Request, Message: fmt.Sprint(round)})
+		}
+		record(t, s, evs...)
+		if n := len(s.sessions); n > 4 {
+			t.Fatalf("round %d: %d sessions cached, bound 4", round, n)
+		}
+	}
+	for i := range 20 {
+		evs, _ := s.Events(fmt.Sprint("c", i), 0, 0)
+		if len(evs) != 3 || evs[2].Seq != 3 || evs[2].Message != "2" {
+			t.Fatalf("session c%d: %+v", i, evs)
+		}
+	}
+}
+
+// TestRunRetention: the loop applies retention at start and stops with
+// its context.
+func TestRunRetention(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	record(t, s,
+		&event.Event{Session: "stale", Type: event.SessionStart, Time: time.Now().Add(-2 * time.Hour)},
+		&event.Event{Session: "fresh", Type: event.SessionStart},
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.RunRetention(ctx, time.Hour, time.Hour, 1<<30); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok, _ := s.Session("stale"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("retention loop did not delete the stale session")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if _, ok, _ := s.Session("fresh"); !ok {
+		t.Fatal("fresh session deleted")
+	}
+}
