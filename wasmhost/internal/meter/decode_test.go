@@ -2,9 +2,12 @@ package meter
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -104,8 +107,12 @@ func TestDecodeRefusesWithName(t *testing.T) {
 
 // FuzzDecode: arbitrary bytes never panic the decoder or the metering
 // pass; whatever decodes re-encodes byte-identically; whatever is metered
-// decodes again.
+// decodes again, and if wazero accepts the input it accepts the metered
+// module too (the pass never produces an invalid module from a valid one).
 func FuzzDecode(f *testing.F) {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
 	for _, g := range []guest{watGuest("features.wat"), watGuest("scan.wat"), watGuest("runaway.wat")} {
 		f.Add(g.wasm(f))
 	}
@@ -125,5 +132,18 @@ func FuzzDecode(f *testing.F) {
 		if _, err := Decode(out); err != nil {
 			t.Fatalf("metered module does not decode: %v", err)
 		}
+		if len(wasm) > 1<<16 {
+			return // validating big seeds on every run would dominate
+		}
+		cm, err := rt.CompileModule(ctx, wasm)
+		if err != nil {
+			return
+		}
+		cm.Close(ctx)
+		cm, err = rt.CompileModule(ctx, out)
+		if err != nil {
+			t.Fatalf("wazero accepts the module but not its metered form: %v", err)
+		}
+		cm.Close(ctx)
 	})
 }

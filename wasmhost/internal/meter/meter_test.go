@@ -106,6 +106,30 @@ func checkFeatures(t *testing.T, ctx context.Context, in *instance) {
 	}
 }
 
+// TestUnits checks the accounting: scan.wat's loop is 26 instructions
+// (charged at its header, both arms of its if included), run once per
+// byte, plus a few outside the loop: a 1 KB scan costs 1024*26 units and
+// a handful, whatever the slice size.
+func TestUnits(t *testing.T) {
+	ctx := context.Background()
+	in := newInstance(t, ctx, buildWAT20(t, "scan.wat"), true, nil)
+	in.mod.Memory().Write(0, scanInput())
+	for _, slice := range []int64{1 << 20, 1000, MinSlice} {
+		b := &Budget{Slice: slice}
+		b.Start(in.fuel)
+		if _, err := in.mod.ExportedFunction("scan").Call(WithBudget(ctx, b), 1024); err != nil {
+			t.Fatal(err)
+		}
+		used := b.Used(in.fuel)
+		if used < 1024*26 || used > 1024*26+64 {
+			t.Errorf("slice %d: scan of 1 KB used %d units", slice, used)
+		}
+		if want := used / slice; b.Yields() < want {
+			t.Errorf("slice %d: %d yields for %d units", slice, b.Yields(), used)
+		}
+	}
+}
+
 // TestTermination: every runaway construct ends within its budget, by
 // wall clock (Deadline) and by units (MaxUnits, no deadline).
 func TestTermination(t *testing.T) {
