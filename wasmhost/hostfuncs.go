@@ -332,8 +332,6 @@ func hGetBufferStatus(m *vm, s []uint64) uint32 {
 
 // Header maps.
 
-var emptyHeaders chain.Headers
-
 // headerMap resolves a map for the effective context. When c is returned
 // its mutex is held and the caller unlocks it.
 func (m *vm) headerMap(t uint32) (h *chain.Headers, writable bool, c *httpCtx, st uint32) {

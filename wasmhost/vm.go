@@ -96,7 +96,6 @@ type vm struct {
 	callResp *httpCallResult
 	callsMu  sync.Mutex
 	calls    map[uint32]*rootCtx // outstanding http_call id → root context
-	queues   map[uint32]*rootCtx // shared queue subscriptions
 	doneReq  []*httpCtx          // contexts that called proxy_done
 	stdout   *lineWriter
 	stderr   *lineWriter
@@ -452,11 +451,6 @@ func (m *vm) finalize(c *httpCtx) {
 		}
 	}
 	delete(m.streams, c.id)
-}
-
-func isClosedErr(err error) bool {
-	var ce *callError
-	return errors.As(err, &ce) && ce.kind == "closed"
 }
 
 func trimNL(s string) string { return strings.TrimRight(s, "\r\n") }
