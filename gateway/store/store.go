@@ -63,7 +63,6 @@ type Store struct {
 	db       *pebble.DB
 	log      *slog.Logger
 	readOnly bool
-	cache    *pebble.Cache
 
 	// mu serializes writers: a Worker commit, DeleteSession and retention.
 	// It guards sessions, the in-memory sequence state.
