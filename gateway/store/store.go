@@ -504,7 +504,8 @@ func (s *Store) scan(ctx context.Context, session string, after uint64, fn func(
 
 // SSEAfter implements event.Replayer: it calls fn for each recorded SSE
 // event of session and stream recorded after the last event with id
-// lastEventID.
+// lastEventID. It stops with ErrTruncatedEvent at an event whose data was
+// recorded only in part.
 func (s *Store) SSEAfter(ctx context.Context, session, stream, lastEventID string, fn func(*event.Event) error) (bool, error) {
 	if len(lastEventID) > maxIndexPart || len(stream) > maxIndexPart || lastEventID == "" {
 		return false, nil
@@ -526,10 +527,19 @@ func (s *Store) SSEAfter(ctx context.Context, session, stream, lastEventID strin
 		if e.Type != event.SSE || e.Stream != stream {
 			return true, nil
 		}
+		if e.BodyBytes > int64(len(e.Data)) {
+			// Sending part of an event would hand the client corrupt data.
+			return false, fmt.Errorf("%w: id %q has %d of its %d data bytes (sessions.capture_body_bytes)",
+				ErrTruncatedEvent, e.EventID, len(e.Data), e.BodyBytes)
+		}
 		return true, fn(e)
 	})
 	return true, err
 }
+
+// ErrTruncatedEvent stops a replay at an SSE event that was recorded only
+// in part, because its data was longer than the capture limit.
+var ErrTruncatedEvent = errors.New("replay stopped at an event recorded truncated")
 
 var _ event.Replayer = (*Store)(nil)
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -198,10 +199,22 @@ func TestSSEAfter(t *testing.T) {
 			t.Errorf("SSEAfter(%q, %q) = %v %v, want %v %s", tc.stream, tc.id, found, got, tc.found, tc.want)
 		}
 	}
+	// An event recorded in part ends the replay with an error instead of
+	// sending corrupt data.
+	record(t, s, &event.Event{Session: "x", Type: event.SSE, Stream: "r /a", EventID: "5", Data: []byte("fi"), BodyBytes: 4},
+		sse("r /a", "6", "six"))
+	var got []string
+	_, err := s.SSEAfter(context.Background(), "x", "r /a", "3", func(e *event.Event) error {
+		got = append(got, string(e.Data))
+		return nil
+	})
+	if !errors.Is(err, ErrTruncatedEvent) || fmt.Sprint(got) != "[two again four]" {
+		t.Fatalf("replay over a truncated event: %v, %v", got, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	stop := fmt.Errorf("stop")
-	_, err := s.SSEAfter(ctx, "x", "r /a", "1", func(*event.Event) error { return stop })
+	_, err = s.SSEAfter(ctx, "x", "r /a", "1", func(*event.Event) error { return stop })
 	if err != stop {
 		t.Fatalf("callback error not returned: %v", err)
 	}

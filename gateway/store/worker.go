@@ -28,8 +28,10 @@ type WorkerOptions struct {
 	RetryBase      time.Duration // default 100ms
 	RetryCap       time.Duration // default 5s
 	EnqueueTimeout time.Duration // default 5ms
-	// CaptureBytes truncates Body and Data (0: no limit). The proxy already
-	// does; the worker does it again so no path records more.
+	// CaptureBytes truncates request bodies (0: no limit). The proxy
+	// already does; the worker does it again so no path records more. SSE
+	// data is left alone: replay needs whole events, and the proxy bounds
+	// them (sse.max_event_bytes, sessions.capture_body_bytes).
 	CaptureBytes int
 	// Redact lists header names (any case) whose values are recorded as
 	// "[redacted]"; applied again here for the same reason.
@@ -349,12 +351,6 @@ func (w *Worker) prepare(e *event.Event) {
 				e.BodyBytes = int64(len(e.Body))
 			}
 			e.Body = e.Body[:n]
-		}
-		if len(e.Data) > n {
-			if e.BodyBytes == 0 {
-				e.BodyBytes = int64(len(e.Data))
-			}
-			e.Data = e.Data[:n]
 		}
 	}
 }
