@@ -241,3 +241,29 @@ func TestPausedStreamFailsWhenItsVMDies(t *testing.T) {
 		t.Fatalf("paused stream: %+v after %v", r.Response, time.Since(start))
 	}
 }
+
+func TestDeferredDone(t *testing.T) {
+	th := newHost(t, Options{}, plugin("all", guest(t, wasmbuild.C, "all.c"), func(p *config.Plugin) {
+		p.PoolSize = 1
+		p.Config = "tick"
+	}))
+	exchange(t, th.chain(t, refs("all")...), reqHeaders("/deferred", "x-test", "defer-done"))
+	// on_done returned false: on_log runs only after the tick's proxy_done.
+	waitFor(t, func() bool {
+		d, _, _ := th.shared.get("all", "deferred-done")
+		p, _, _ := th.shared.get("all", "last-log-path")
+		return string(d) == "1" && string(p) == "/deferred"
+	})
+	v := th.slots["all"].cur.Load()
+	v.mu.Lock()
+	m := v.vms[0]
+	v.mu.Unlock()
+	if !m.tryLock(time.Now().Add(time.Second)) {
+		t.Fatal("VM busy")
+	}
+	n := len(m.streams)
+	m.unlock()
+	if n != 0 {
+		t.Fatalf("%d contexts left", n)
+	}
+}

@@ -19,6 +19,7 @@ static size_t vm_config_len;
 #define MAXCTX 4096
 static char saved_in[MAXCTX][64];
 static uint8_t paused_tick[MAXCTX];
+static uint8_t defer_done[MAXCTX]; /* 1: on_done returns false; 2: tick calls proxy_done */
 static uint32_t call_ctx[MAXCTX]; /* http call id -> stream context */
 
 static void log_str(uint32_t lvl, const char *s) { proxy_log(lvl, s, strlen(s)); }
@@ -87,6 +88,7 @@ EXPORT(proxy_on_context_create) void on_context_create(uint32_t id, uint32_t par
   if (parent != 0 && id < MAXCTX) {
     saved_in[id][0] = 0;
     paused_tick[id] = 0;
+    defer_done[id] = 0;
   }
 }
 
@@ -262,6 +264,11 @@ EXPORT(proxy_on_http_call_response) void on_http_call_response(uint32_t root, ui
 
 EXPORT(proxy_on_tick) void on_tick(uint32_t root) {
   for (uint32_t i = 0; i < MAXCTX; i++) {
+    if (defer_done[i] == 2) {
+      defer_done[i] = 0;
+      if (proxy_set_effective_context(i) == 0 && proxy_done() == 0)
+        proxy_set_shared_data(S("deferred-done"), (const uint8_t *)"1", 1, 0);
+    }
     if (paused_tick[i]) {
       paused_tick[i] = 0;
       if (proxy_set_effective_context(i) == 0) {
@@ -302,6 +309,7 @@ EXPORT(proxy_on_request_headers) int on_request_headers(uint32_t ctx, size_t n, 
     (void)cas;
   }
   if (!strcmp(test, "httpcall")) return do_httpcall(ctx);
+  if (!strcmp(test, "defer-done") && ctx < MAXCTX) defer_done[ctx] = 1;
   if (!strcmp(test, "pause-tick")) {
     if (ctx < MAXCTX) paused_tick[ctx] = 1;
     return PAUSE;
@@ -326,7 +334,9 @@ EXPORT(proxy_on_request_headers) int on_request_headers(uint32_t ctx, size_t n, 
 EXPORT(proxy_on_request_body) int on_request_body(uint32_t ctx, size_t size, int eos) {
   if (!eos) return PAUSE; /* buffer the whole body */
   uint8_t *b = 0;
-  size_t n = 0;
+  size_t n = 0, total = 0;
+  uint32_t flags = 0;
+  if (proxy_get_buffer_status(BUF_REQ_BODY, &total, &flags) != 0 || total != size) return CONTINUE;
   if (size == 0 || proxy_get_buffer_bytes(BUF_REQ_BODY, 0, size, &b, &n) != 0) return CONTINUE;
   for (size_t i = 0; i < n; i++)
     if (b[i] >= 'a' && b[i] <= 'z') b[i] -= 32;
@@ -362,7 +372,13 @@ EXPORT(proxy_on_response_body) int on_response_body(uint32_t ctx, size_t size, i
   return CONTINUE;
 }
 
-EXPORT(proxy_on_done) int on_done(uint32_t ctx) { return 1; }
+EXPORT(proxy_on_done) int on_done(uint32_t ctx) {
+  if (ctx < MAXCTX && defer_done[ctx] == 1) {
+    defer_done[ctx] = 2; /* finish later, from a tick, with proxy_done */
+    return 0;
+  }
+  return 1;
+}
 
 EXPORT(proxy_on_log) void on_log(uint32_t ctx) {
   char path[128];
