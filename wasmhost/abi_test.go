@@ -89,7 +89,7 @@ func TestHostFunctions(t *testing.T) {
 	t.Run("misc", func(t *testing.T) {
 		_, req, _ := runAll(t, th, "misc")
 		want := map[string]string{"x-loglevel": "1", "x-time-ok": "1", "x-foreign": "echo:ping",
-			"x-foreign-missing": "1", "x-grpc": "12", "x-tcp": "12"}
+			"x-foreign-missing": "1", "x-grpc": "12", "x-tcp": "12", "x-env": "none", "x-file": "none"}
 		for k, v := range want {
 			if got := get(req, k); got != v {
 				t.Errorf("%s = %q, want %q", k, got, v)

@@ -94,7 +94,7 @@ func newHostMetrics(reg prometheus.Registerer, h *Host) (*hostMetrics, error) {
 	hm.timeouts = cv("wasmgate_plugin_timeouts_total", "Callbacks stopped for exceeding cpu_limit.", "plugin")
 	hm.ooms = cv("wasmgate_plugin_oom_total", "Guest failures at the memory limit.", "plugin")
 	hm.callSeconds = hv("wasmgate_plugin_call_seconds", "Latency of one Wasm callback.", latency, "plugin")
-	hm.queueWait = hv("wasmgate_plugin_queue_wait_seconds", "Time waiting for a VM and a call slot.", latency, "plugin")
+	hm.queueWait = hv("wasmgate_plugin_queue_wait_seconds", "Time waiting for a busy VM or call slot (calls that found both free are not observed).", latency, "plugin")
 	if err == nil {
 		hm.vms, err = registerOrReuse(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmgate_plugin_vms", Help: "Live VMs (serving or draining)."}, []string{"plugin"}))
 	}

@@ -181,6 +181,11 @@ static void do_misc(void) {
   add_header(MAP_REQ, "x-grpc", buf);
   snprintf(buf, sizeof buf, "%u", proxy_continue_stream(2));
   add_header(MAP_REQ, "x-tcp", buf);
+  /* WASI: no environment, no files */
+  add_header(MAP_REQ, "x-env", getenv("HOME") || getenv("PATH") ? "visible" : "none");
+  FILE *f = fopen("/etc/passwd", "r");
+  add_header(MAP_REQ, "x-file", f ? "readable" : "none");
+  if (f) fclose(f);
   log_str(2, "misc done");
   printf("stdout line from guest\n");
   fflush(stdout);
