@@ -189,6 +189,28 @@ func TestNoBudget(t *testing.T) {
 	if !errors.Is(err, ErrNoBudget) {
 		t.Fatalf("err = %v, want ErrNoBudget", err)
 	}
+
+	// A start section runs inside InstantiateModule, before the host can
+	// arm a budget: the fuel global starts at zero, so the first charge
+	// yields, and the budget must come with the instantiation's context.
+	// Here runaway.wat gets "spin" as its start function.
+	wasm, err := Instrument(buildWAT20(t, "runaway.wat"), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := Decode(wasm)
+	m.start = new(uint32)
+	*m.start = 1 // "spin": the yield import is function 0
+	m.ensure(secStart).out = appendU32(nil, *m.start)
+	_, err = in.rt.InstantiateWithConfig(ctx, m.Encode(), wazero.NewModuleConfig().WithName("started"))
+	if !errors.Is(err, ErrNoBudget) {
+		t.Fatalf("instantiate with a start function and no budget: err = %v, want ErrNoBudget", err)
+	}
+	b := &Budget{Deadline: time.Now().Add(50 * time.Millisecond)}
+	_, err = in.rt.InstantiateWithConfig(WithBudget(ctx, b), m.Encode(), wazero.NewModuleConfig().WithName("started2"))
+	if !errors.Is(err, ErrCPULimit) {
+		t.Fatalf("instantiate with a spinning start function: err = %v, want ErrCPULimit", err)
+	}
 }
 
 // TestGCWhileSpinning: a stop-the-world GC completes within 20 ms while
