@@ -12,6 +12,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/gateway ./cmd/gateway
 	$(GO) build -o $(BIN)/upstream ./examples/upstream
+	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
 
 # Starts the demo upstream and the gateway in the foreground; Ctrl-C stops both.
 run: build
@@ -44,8 +45,13 @@ test: toolchains
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 14m $(PKGS)
 
+# Gateway vs bare fasthttp proxy vs direct, and SSE streams, in one run
+# (scripts/bench.sh, ~3 minutes). GOBENCH=1 also runs every package's Go
+# micro-benchmarks.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) build -o $(BIN)/bareproxy ./internal/bench/bareproxy
+	bash scripts/bench.sh
+	@if [ -n "$(GOBENCH)" ]; then $(GO) test -run '^$$' -bench . -benchmem $(PKGS); fi
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

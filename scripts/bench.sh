@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# make bench: the gateway against a bare fasthttp proxy loop and against the
+# upstream directly, in ONE run on this machine, then SSE streams through the
+# gateway. Everything listens on 127.0.0.1 and every load run is bounded.
+#
+#   HTTP: 100 B and 16 KiB responses, 64 and 256 connections, BENCH_SECS
+#         seconds each (after a 1 s warm-up): requests/s, p99 latency, and the
+#         CPU time the measured process (upstream for "direct", else the
+#         proxy) spent per request, from /proc/<pid>/stat utime+stime.
+#   SSE:  1,000 and 5,000 concurrent endless streams (an event every
+#         SSE_INTERVAL per stream) through a freshly started gateway:
+#         events/s, id order, and the gateway's peak RSS (VmHWM) minus its
+#         idle RSS, per open stream.
+#
+# Needs bin/gateway, bin/upstream, bin/loadgen, bin/bareproxy (make bench
+# builds them) and python3 for the table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-bin}
+BENCH_SECS=${BENCH_SECS:-5}
+SSE_SECS=${SSE_SECS:-10}
+SSE_INTERVAL=${SSE_INTERVAL:-100ms}
+SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
+
+for b in gateway upstream loadgen bareproxy; do
+	if [[ ! -x $BIN/$b ]]; then
+		echo "bench: $BIN/$b is missing; build it first (make build; go build -o $BIN/bareproxy ./internal/bench/bareproxy)" >&2
+		exit 1
+	fi
+done
+command -v python3 >/dev/null || { echo "bench: python3 is needed to print the table" >&2; exit 1; }
+
+# Every SSE stream is one connection at the client, two at the gateway and
+# one at the upstream.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+max_streams=0
+for n in $SSE_STREAMS; do ((n > max_streams)) && max_streams=$n; done
+if (($(ulimit -n) < 2 * max_streams + 512)); then
+	echo "bench: ulimit -n is $(ulimit -n); $((2 * max_streams + 512)) file descriptors are needed for $max_streams streams" >&2
+	exit 1
+fi
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP_PORT=$(free_port); BARE_PORT=$(free_port); GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
+
+wait_http() { # url pid name
+	for _ in $(seq 100); do
+		curl -sf -o /dev/null "$1" && return 0
+		kill -0 "$2" 2>/dev/null || { echo "bench: $3 exited; its log:" >&2; cat "$TMP/$3.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	echo "bench: $3 did not answer $1" >&2
+	exit 1
+}
+
+cat >"$TMP/gateway.yaml" <<EOF
+listen: 127.0.0.1:$GW_PORT
+admin: {listen: 127.0.0.1:$ADMIN_PORT}
+limits: {max_conns: 20000}
+upstreams:
+  - name: demo
+    targets: ["127.0.0.1:$UP_PORT"]
+    max_conns_per_target: 1024
+    max_streams_per_target: $((max_streams + 100))
+routes:
+  - {name: default, match: {path_prefix: /}, upstream: demo}
+storage: {enabled: false, path: $TMP/data}
+log: {level: warn}
+EOF
+"$BIN/gateway" validate -config "$TMP/gateway.yaml" >/dev/null
+
+"$BIN/upstream" -listen "127.0.0.1:$UP_PORT" >"$TMP/upstream.log" 2>&1 &
+UP_PID=$!; PIDS+=("$UP_PID")
+"$BIN/bareproxy" -listen "127.0.0.1:$BARE_PORT" -upstream "127.0.0.1:$UP_PORT" >"$TMP/bareproxy.log" 2>&1 &
+BARE_PID=$!; PIDS+=("$BARE_PID")
+start_gateway() {
+	"$BIN/gateway" run -config "$TMP/gateway.yaml" >"$TMP/gateway.log" 2>&1 &
+	GW_PID=$!; PIDS+=("$GW_PID")
+	wait_http "http://127.0.0.1:$GW_PORT/health" "$GW_PID" gateway
+}
+stop_gateway() { kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true; }
+wait_http "http://127.0.0.1:$UP_PORT/health" "$UP_PID" upstream
+wait_http "http://127.0.0.1:$BARE_PORT/health" "$BARE_PID" bareproxy
+start_gateway
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+RESULTS=$TMP/results.jsonl
+
+echo "bench: $(nproc) cores; HTTP rows ${BENCH_SECS}s each; loadgen, proxy and upstream share the machine" >&2
+for size in 100 16384; do
+	for conns in 64 256; do
+		for target in direct bare gateway; do
+			case $target in
+			direct) port=$UP_PORT pid=$UP_PID ;;
+			bare) port=$BARE_PORT pid=$BARE_PID ;;
+			gateway) port=$GW_PORT pid=$GW_PID ;;
+			esac
+			url="http://127.0.0.1:$port/bytes?n=$size"
+			"$BIN/loadgen" -mode http -url "$url" -c "$conns" -d 1s >/dev/null 2>&1
+			c0=$(cpu_ticks "$pid")
+			out=$("$BIN/loadgen" -mode http -url "$url" -c "$conns" -d "${BENCH_SECS}s" -json)
+			c1=$(cpu_ticks "$pid")
+			echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":$size,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+		done
+	done
+done
+
+rss_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+for n in $SSE_STREAMS; do
+	# A fresh gateway per level, so its peak RSS is this level's.
+	stop_gateway
+	start_gateway
+	sleep 1
+	idle=$(rss_kib "$GW_PID" VmRSS)
+	out=$("$BIN/loadgen" -mode sse -url "http://127.0.0.1:$GW_PORT/sse?n=0&interval=$SSE_INTERVAL" \
+		-streams "$n" -ramp 3s -d "${SSE_SECS}s" -json)
+	peak=$(rss_kib "$GW_PID" VmHWM)
+	echo "{\"kind\":\"sse\",\"streams\":$n,\"idle_rss_kib\":$idle,\"peak_rss_kib\":$peak,\"result\":$out}" >>"$RESULTS"
+done
+
+python3 - "$RESULTS" "$SSE_INTERVAL" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+http = {(r["size"], r["result"]["conns"], r["target"]): r for r in rows if r["kind"] == "http"}
+def cpu_us(r):
+    n = r["result"]["requests"]
+    return r["cpu_ticks"] / r["clk_tck"] * 1e6 / n if n else float("nan")
+def errs(r):
+    e = r["result"]["errors"]
+    return " ".join(f"{k}={v}" for k, v in sorted(e.items())) or "-"
+print("HTTP (GET /bytes?n=SIZE; CPU-µs/req is the measured process: upstream for direct, the proxy otherwise)")
+print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9}  errors")
+for size in (100, 16384):
+    for conns in (64, 256):
+        for t in ("direct", "bare", "gateway"):
+            r = http[(size, conns, t)]
+            res = r["result"]
+            ratios = ""
+            if t == "gateway":
+                b, d = http[(size, conns, "bare")]["result"]["rps"], http[(size, conns, "direct")]["result"]["rps"]
+                ratios = f"{res['rps']/b if b else 0:7.2f} {res['rps']/d if d else 0:9.2f}"
+            else:
+                ratios = f"{'':7} {'':9}"
+            label = "100B" if size == 100 else "16KiB"
+            print(f"{label:>6} {conns:>5} {t:<8} {res['rps']:9.0f} {res['p99_us']:8.0f} {cpu_us(r):10.1f}  {ratios}  {errs(r)}")
+print()
+print(f"SSE through the gateway (endless streams, one event per stream every {sys.argv[2]})")
+print(f"{'streams':>7} {'opened':>6} {'events/s':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
+for r in (r for r in rows if r["kind"] == "sse"):
+    res = r["result"]
+    per = (r["peak_rss_kib"] - r["idle_rss_kib"]) / max(res["peak_open"], 1)
+    fails = {**{"open:" + k: v for k, v in res["open_failed"].items()}, **{"stream:" + k: v for k, v in res["stream_errors"].items()}}
+    f = " ".join(f"{k}={v}" for k, v in sorted(fails.items())) or "-"
+    print(f"{r['streams']:>7} {res['opened']:>6} {res['events_per_s']:9.0f} {res['order_errors']:>9} {r['idle_rss_kib']/1024:12.1f} {r['peak_rss_kib']/1024:12.1f} {per:10.1f}  {f}")
+PY
