@@ -217,8 +217,11 @@ func TestRecordingFailingStoreKeepsServing(t *testing.T) {
 	defer s.Close()
 	reg := prometheus.NewRegistry()
 	fc := &failingCommitter{}
-	w, err := store.NewWorker(s, store.WorkerOptions{QueueSize: 50, BatchSize: 10, MaxAttempts: 2,
-		RetryBase: 10 * time.Millisecond, RetryCap: 20 * time.Millisecond, Committer: fc, Registerer: reg})
+	// Retries wait longer than the test runs: the 50 slots fill with events
+	// waiting for their next attempt, then Record sheds; Close gives each
+	// a last attempt and counts it exhausted.
+	w, err := store.NewWorker(s, store.WorkerOptions{QueueSize: 50, BatchSize: 10, MaxAttempts: 3,
+		RetryBase: time.Minute, RetryCap: time.Minute, Committer: fc, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
