@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,75 +213,120 @@ func TestNoBudget(t *testing.T) {
 	}
 }
 
-// TestGCWhileSpinning: a stop-the-world GC completes within 20 ms while
-// two metered guests spin. Each guest returns to Go at every yield (here
-// every 2^16 units, well under a millisecond), where the GC can stop it;
-// unmetered and without WithCloseOnContextDone the same runtime.GC would
-// never return.
+// TestGCWhileSpinning: runtime.GC completes within 20 ms while two
+// metered guests spin. Each guest returns to Go at every yield (here
+// every 2^16 units, well under a millisecond), where the collector can
+// stop it and scan its stack; unmetered and without
+// WithCloseOnContextDone the same runtime.GC would never return.
 //
 // This is the one wall-clock check the issue asks for, made robust for a
 // shared 2-core machine:
 //   - GOMAXPROCS is raised above the two spinning goroutines, so the
 //     goroutine calling runtime.GC is not waiting for a P (the
-//     scheduler's 10 ms preemption tick) — that would measure CPU
-//     contention, not stop-the-world;
-//   - a slow attempt is retried (up to 5 attempts, 20 ms apart): passing
-//     needs one runtime.GC within 20 ms;
-//   - on a machine so loaded that even that fails (measured here at load
-//     average 11: two pure-Go spinning goroutines also made runtime.GC
-//     take 16–250 ms), the test still passes if the stop-the-world pauses
-//     themselves stayed within 20 ms, which is what metering guarantees,
-//     and fails otherwise. Every runtime.GC must return within 2 s.
+//     scheduler's 10 ms preemption tick), which would measure CPU
+//     contention, not the guests;
+//   - a slow attempt is retried (up to 5 attempts, 20 ms apart): one
+//     runtime.GC within 20 ms passes;
+//   - on a machine so loaded that no attempt makes 20 ms (seen here at
+//     load average 10: two spinning pure-Go goroutines made runtime.GC
+//     take 16–250 ms too), the metered guests must not slow the GC more
+//     than the same two goroutines running plain Go code do (best metered
+//     attempt ≤ 3x the best pure-Go attempt);
+//   - a control run shows the measurement catches a stall: guests that
+//     do not yield for 2^30 units hold runtime.GC for hundreds of ms.
+//     (Stop-the-world pause metrics do not show it: the collector waits
+//     for a running goroutine when it scans its stack, outside the pause.)
 func TestGCWhileSpinning(t *testing.T) {
 	ctx := context.Background()
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(4, runtime.NumCPU()+2)))
 	wasm := buildWAT20(t, "runaway.wat")
+
+	// Baseline: two goroutines spinning in plain (preemptible) Go.
+	var stop atomic.Bool
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	started := make(chan struct{}, 2)
-	for i := range errs {
-		in := newInstance(t, ctx, wasm, true, nil)
-		b := &Budget{Deadline: time.Now().Add(1500 * time.Millisecond), Slice: 1 << 16}
-		b.Start(in.fuel)
+	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			started <- struct{}{}
-			_, errs[i] = in.mod.ExportedFunction("spin").Call(WithBudget(ctx, b))
+			x := 0
+			for !stop.Load() {
+				x = spinStep(x)
+			}
 		}()
 	}
-	<-started
-	<-started
-	time.Sleep(100 * time.Millisecond) // both are inside the guest by now
-	var took, pauses []time.Duration
-	for attempt := 0; attempt < 5; attempt++ {
-		t0 := time.Now()
-		runtime.GC()
-		d := time.Since(t0)
-		var st debug.GCStats
-		debug.ReadGCStats(&st)
-		took, pauses = append(took, d), append(pauses, st.Pause[0])
-		if d > 2*time.Second {
-			t.Fatalf("runtime.GC took %v: the guests blocked it", d)
+	time.Sleep(20 * time.Millisecond)
+	baseline := measureGCs()
+	stop.Store(true)
+	wg.Wait()
+
+	spin := func(slice int64, deadline time.Time) []error {
+		errs := make([]error, 2)
+		started := make(chan struct{}, 2)
+		for i := range errs {
+			in := newInstance(t, ctx, wasm, true, nil)
+			b := &Budget{Deadline: deadline, Slice: slice}
+			b.Start(in.fuel)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				started <- struct{}{}
+				_, errs[i] = in.mod.ExportedFunction("spin").Call(WithBudget(ctx, b))
+			}()
 		}
-		if d <= 20*time.Millisecond {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+		<-started
+		<-started
+		time.Sleep(50 * time.Millisecond) // both are inside the guest by now
+		return errs
 	}
+
+	errs := spin(1<<16, time.Now().Add(1500*time.Millisecond))
+	metered := measureGCs()
 	wg.Wait()
 	for i, err := range errs {
 		if !errors.Is(err, ErrCPULimit) {
 			t.Errorf("guest %d ended with %v, want ErrCPULimit", i, err)
 		}
 	}
-	t.Logf("runtime.GC took %v; stop-the-world pauses %v", took, pauses)
-	if slices.Min(took) > 20*time.Millisecond {
-		if slices.Min(pauses) > 20*time.Millisecond {
-			t.Fatalf("runtime.GC took %v, stop-the-world pauses %v, while 2 metered guests spun", took, pauses)
-		}
-		t.Logf("machine too loaded for the 20 ms wall-clock bound; stop-the-world pauses stayed within it")
+
+	errs = spin(1<<30, time.Now()) // the first yield ends them
+	t0 := time.Now()
+	runtime.GC() // once: after it the guests have yielded, and ended
+	control := time.Since(t0)
+	wg.Wait()
+
+	t.Logf("runtime.GC while 2 goroutines spin: pure Go %v; metered guests %v; control (no yield for 2^30 units) %v",
+		baseline, metered, control)
+	best := slices.Min(metered)
+	switch {
+	case best <= 20*time.Millisecond:
+	case best <= 3*slices.Min(baseline):
+		t.Logf("machine too loaded for 20 ms; metered guests delay GC no more than plain Go does")
+	default:
+		t.Fatalf("runtime.GC took %v while 2 metered guests spun (pure Go: %v)", metered, baseline)
 	}
+	if control <= 3*best || control <= 100*time.Millisecond {
+		t.Errorf("control: non-yielding guests held runtime.GC only %v; the measurement would not catch a stall", control)
+	}
+}
+
+//go:noinline
+func spinStep(x int) int { return x*31 + 7 }
+
+// measureGCs times runtime.GC up to 5 times, 20 ms apart, stopping at the
+// first that takes at most 20 ms.
+func measureGCs() []time.Duration {
+	var took []time.Duration
+	for range 5 {
+		t0 := time.Now()
+		runtime.GC()
+		d := time.Since(t0)
+		took = append(took, d)
+		if d <= 20*time.Millisecond || d > time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return took
 }
 
 func TestNamesRenumbered(t *testing.T) {
