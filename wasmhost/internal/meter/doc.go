@@ -1,18 +1,68 @@
 // Package meter makes plugin CPU limits cheap: it rewrites a guest module
 // so the guest counts its own work and hands control back to the host at
 // regular points, instead of relying on wazero's WithCloseOnContextDone,
-// which in v1.12.0 costs an exit to Go on every loop back-edge (10–40x on
-// loop-heavy calls).
+// which in v1.12.0 costs a goroutine per call and an exit to Go on every
+// loop back-edge (7–20x on a 1 KB scan, see BenchmarkScan1K).
 //
-// Instrument decodes a Wasm 2.0 module, inserts charges against a fuel
-// global at function entries, loop headers and before length-driven bulk
-// operations, and re-encodes it. When the fuel of a slice runs out the
-// guest calls the one added import, ImportModule.YieldName. That call
-// returns to Go, which is a safe point for the garbage collector, so a
-// long-running guest never holds up a stop-the-world pause for more than
-// one slice; and it is where the host enforces the callback's wall-clock
-// limit: the yield function reads the Budget carried in the call's
-// context (WithBudget), then either grants another slice or fails the
-// call. The context carries no Done channel, so wazero adds no
-// per-call goroutine.
+// # The pass
+//
+// Instrument decodes a Wasm 2.0 module (every section and instruction,
+// SIMD, bulk memory, reference types and multi-value included), inserts
+// charges against a fuel counter at function entries, loop headers and
+// before length-driven bulk operations, and re-encodes it. A unit is one
+// instruction of the guest's own code; memory.fill/copy/init cost one
+// unit per 16 bytes and table bulk operations one per element, charged
+// from their length operand before they run. Each instruction is charged
+// at the header of its innermost loop (or at function entry), so one
+// check per loop iteration pays for the whole iteration. Within a
+// function the counter is a local (a register); it meets the exported
+// global FuelGlobal around calls and exits. Small leaf functions carry no
+// fuel code: their callers pay for them.
+//
+// # Why a yield import, not only a budget
+//
+// When the fuel of a slice runs out, the guest calls the one added
+// import, ImportModule.YieldName. That call returns to Go, where the
+// garbage collector can stop the goroutine, so a long-running honest
+// guest never holds up a collection for more than one slice (a guest in
+// compiled code cannot be preempted otherwise). It is also where the
+// host enforces the callback's wall-clock limit (cpu_limit): the yield
+// function reads the Budget carried in the call's context (WithBudget, a
+// plain value: no Done channel, no watcher goroutine) and either grants
+// another slice or fails the call with ErrCPULimit. A budget alone (no
+// yield) would have to be a few milliseconds per callback to keep GC
+// stalls short, and would make cpu_limit a sum of such budgets with no
+// way to return to Go in between.
+//
+// # Slice size
+//
+// SliceTime is 1 ms: Calibrate measures units per second at start-up (a
+// built-in metered loop; ~2.5e9 units/s on the development machine, so a
+// slice of ~2.5M units), and Rate.Slice converts. Code slower per unit
+// than the calibration loop stretches a slice; the 10 ms worst-stall
+// target leaves room for 10x. A yield costs well under a microsecond, so
+// slices cost <0.1%. The deadline is checked at each yield: a call
+// overruns cpu_limit by at most one slice.
+//
+// # Host integration (package wasmhost)
+//
+//  1. Compile: wasm, err := Instrument(wasm, Config{}); an error names the
+//     unsupported construct (fall back to WithCloseOnContextDone, or
+//     refuse the plugin).
+//  2. Runtime: WithCloseOnContextDone(false); Instantiate(ctx, runtime)
+//     once, before the guest.
+//  3. Instantiate the guest with WithBudget(ctx, &Budget{Deadline: ...})
+//     in the context: a start section runs there, and a metered guest
+//     without a budget fails with ErrNoBudget rather than run unbounded.
+//  4. Per instance: fuel, _ := Fuel(mod); b := &Budget{Slice: rate.Slice()};
+//     bctx := WithBudget(ctx, b).
+//  5. Per call: b.Deadline = time.Now().Add(cpuLimit); b.Start(fuel);
+//     fn.Call(bctx, ...); then b.Used(fuel) units (rate.Duration for
+//     seconds) feed the CPU-used metric. errors.Is(err, ErrCPULimit)
+//     means the limit ended the call.
+//
+// Known limits: after a trap, the units since the function last wrote
+// the counter back are not counted (the instance is discarded after a
+// trap anyway); a leaf function called directly by the host runs at most
+// 256 instructions uncharged.
 package meter
