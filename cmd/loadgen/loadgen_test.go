@@ -66,6 +66,12 @@ func TestSSEMode(t *testing.T) {
 	if r.Opened != 10 || r.PeakOpen != 10 || r.OrderErrors != 0 || r.MinEvents == 0 || len(r.StreamErrors) != 0 || len(r.OpenFailed) != 0 {
 		t.Fatalf("%s", r.line())
 	}
+	// Long enough for a steady window after the ramp.
+	o := opts("sse", base+"/sse?n=0&interval=5ms")
+	o.duration, o.ramp = 1500*time.Millisecond, 0
+	if r, _ = runSSE(o); r.SteadyEventsPerS <= 0 || r.OrderErrors != 0 {
+		t.Fatalf("steady: %s", r.line())
+	}
 	// Finite streams end cleanly.
 	if r, _ = runSSE(opts("sse", base+"/sse?n=3&interval=0")); r.Completed != 10 || r.Events != 30 {
 		t.Fatalf("finite: %s", r.line())

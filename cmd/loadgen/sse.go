@@ -17,24 +17,27 @@ import (
 )
 
 type sseResult struct {
-	Mode         string           `json:"mode"`
-	URL          string           `json:"url"`
-	Streams      int              `json:"streams"`
-	DurationS    float64          `json:"duration_s"`
-	Opened       int64            `json:"opened"`      // streams that got a 200 text/event-stream
-	PeakOpen     int64            `json:"peak_open"`   // most streams open at once
-	OpenFailed   map[string]int64 `json:"open_failed"` // by "status_NNN" or error kind
-	Events       int64            `json:"events"`
-	EventsPerS   float64          `json:"events_per_s"`
-	OrderErrors  int64            `json:"order_errors"` // ids out of order, repeated, skipped or not numeric
-	Completed    int64            `json:"completed"`    // streams the server ended cleanly
-	StreamErrors map[string]int64 `json:"stream_errors"`
-	MinEvents    int64            `json:"min_events"` // fewest events any opened stream received
+	Mode       string           `json:"mode"`
+	URL        string           `json:"url"`
+	Streams    int              `json:"streams"`
+	DurationS  float64          `json:"duration_s"`
+	Opened     int64            `json:"opened"`      // streams that got a 200 text/event-stream
+	PeakOpen   int64            `json:"peak_open"`   // most streams open at once
+	OpenFailed map[string]int64 `json:"open_failed"` // by "status_NNN" or error kind
+	Events     int64            `json:"events"`
+	EventsPerS float64          `json:"events_per_s"`
+	// SteadyEventsPerS counts only from one second after the ramp to the
+	// end, when every stream that opened is open (0 if the run is shorter).
+	SteadyEventsPerS float64          `json:"steady_events_per_s"`
+	OrderErrors      int64            `json:"order_errors"` // ids out of order, repeated, skipped or not numeric
+	Completed        int64            `json:"completed"`    // streams the server ended cleanly
+	StreamErrors     map[string]int64 `json:"stream_errors"`
+	MinEvents        int64            `json:"min_events"` // fewest events any opened stream received
 }
 
 func (r *sseResult) line() string {
-	return fmt.Sprintf("sse %s streams=%d: opened %d (peak %d open), %d events in %.1fs = %.0f events/s, order errors %d, min events/stream %d, completed %d, open failures %s, stream errors %s",
-		r.URL, r.Streams, r.Opened, r.PeakOpen, r.Events, r.DurationS, r.EventsPerS, r.OrderErrors, r.MinEvents, r.Completed,
+	return fmt.Sprintf("sse %s streams=%d: opened %d (peak %d open), %d events in %.1fs = %.0f events/s (steady %.0f/s), order errors %d, min events/stream %d, completed %d, open failures %s, stream errors %s",
+		r.URL, r.Streams, r.Opened, r.PeakOpen, r.Events, r.DurationS, r.EventsPerS, r.SteadyEventsPerS, r.OrderErrors, r.MinEvents, r.Completed,
 		formatCounts(r.OpenFailed), formatCounts(r.StreamErrors))
 }
 
@@ -80,6 +83,7 @@ func runSSE(o options) (*sseResult, error) {
 		streamErrors         = map[string]int64{}
 		opened, open, peak   atomic.Int64
 		events, order, clean atomic.Int64
+		live                 atomic.Int64 // events so far, for the steady rate
 		minEvents            = int64(-1)
 	)
 	count := func(m map[string]int64, k string) {
@@ -142,6 +146,7 @@ func runSSE(o options) (*sseResult, error) {
 					continue
 				}
 				got++
+				live.Add(1)
 				if !e.HasID {
 					continue
 				}
@@ -153,9 +158,22 @@ func runSSE(o options) (*sseResult, error) {
 			}
 		})
 	}
+	steady := make(chan float64, 1)
+	go func() {
+		settle := start.Add(o.ramp + time.Second)
+		end := start.Add(o.duration - 50*time.Millisecond)
+		if !settle.Before(end) {
+			steady <- 0
+			return
+		}
+		time.Sleep(time.Until(settle))
+		n0, t0 := live.Load(), time.Now()
+		time.Sleep(time.Until(end))
+		steady <- float64(live.Load()-n0) / time.Since(t0).Seconds()
+	}()
 	wg.Wait()
 	elapsed := time.Since(start)
-	res := &sseResult{Mode: "sse", URL: o.url, Streams: o.streams, DurationS: elapsed.Seconds(),
+	res := &sseResult{SteadyEventsPerS: <-steady, Mode: "sse", URL: o.url, Streams: o.streams, DurationS: elapsed.Seconds(),
 		Opened: opened.Load(), PeakOpen: peak.Load(), OpenFailed: openFailed, Events: events.Load(),
 		OrderErrors: order.Load(), Completed: clean.Load(), StreamErrors: streamErrors, MinEvents: max(minEvents, 0)}
 	res.EventsPerS = float64(res.Events) / elapsed.Seconds()
