@@ -192,4 +192,3 @@ func TestGatewayCrashRecovery(t *testing.T) {
 		t.Fatalf("only %d events committed over 10 runs", len(committed))
 	}
 }
-
