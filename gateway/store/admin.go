@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/wasmgate/wasmgate/gateway/event"
 )
@@ -23,6 +24,10 @@ const (
 	DefaultEventsLimit   = 1000
 	MaxEventsLimit       = 10000
 )
+
+// exportWriteWindow is how long an export may take to write the next 512
+// events.
+const exportWriteWindow = time.Minute
 
 // SessionsPage is the answer of GET /sessions.
 type SessionsPage struct {
@@ -179,7 +184,14 @@ func (a *adminAPI) export(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
+	// A long session outlasts the admin listener's write timeout: push the
+	// deadline forward as the export makes progress.
+	rc := http.NewResponseController(w)
+	n := 0
 	err := a.s.scan(r.Context(), id, 0, func(e *event.Event) (bool, error) {
+		if n++; n%512 == 1 {
+			_ = rc.SetWriteDeadline(time.Now().Add(exportWriteWindow))
+		}
 		return true, enc.Encode(ToJSON(e))
 	})
 	if err != nil {
