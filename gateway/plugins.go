@@ -149,6 +149,12 @@ func (c hostCloser) Close() error {
 // traffic.
 type upstreamCaller struct{ pools *upstream.Pools }
 
+// HasUpstream implements wasmhost.UpstreamChecker.
+func (c upstreamCaller) HasUpstream(name string) bool {
+	_, ok := c.pools.Get(name)
+	return ok
+}
+
 func (c upstreamCaller) Call(ctx context.Context, name string, headers chain.Headers, body []byte, timeout time.Duration) (int, chain.Headers, []byte, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, nil, err

@@ -154,6 +154,10 @@ wasm: {cache_dir: %q}
 	if resp.StatusCode != 200 || resp.Header.Get("Echo-X-Call-Status") != "200" || resp.Header.Get("Echo-X-Call-Body") != "callout-body" {
 		t.Fatalf("httpcall: %d %v", resp.StatusCode, resp.Header)
 	}
+	resp, _ = g.do(t, "GET", "/c/call", "X-Test", "httpcall-unknown")
+	if resp.StatusCode != 200 || resp.Header.Get("Echo-X-Call-Ret") != "2" {
+		t.Fatalf("httpcall to an unknown upstream: %d %v", resp.StatusCode, resp.Header)
+	}
 	// properties come from chain.Info and the request
 	resp, _ = g.do(t, "GET", "/c/props?q=1", "X-Test", "props")
 	if resp.Header.Get("Echo-X-P-Route") != "c" || resp.Header.Get("Echo-X-P-Upstream") != "up" ||

@@ -15,6 +15,13 @@ type httpCallResult struct {
 	body    []byte
 }
 
+// UpstreamChecker may be implemented by an HTTPCaller so that
+// proxy_http_call refuses an unknown upstream at once with BAD_ARGUMENT,
+// as the spec asks, instead of failing later in the callback.
+type UpstreamChecker interface {
+	HasUpstream(name string) bool
+}
+
 const (
 	defaultHTTPCallTimeout = 10 * time.Second
 	maxHTTPCallTimeout     = 60 * time.Second
@@ -61,6 +68,9 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 	m.callsMu.Unlock()
 	if h.opts.HTTP == nil || outstanding >= maxHTTPCallsPerVM {
 		return statusInternalFailure
+	}
+	if k, ok := h.opts.HTTP.(UpstreamChecker); ok && !k.HasUpstream(upstream) {
+		return statusBadArgument
 	}
 	timeout := time.Duration(uint32(s[8])) * time.Millisecond
 	if timeout <= 0 {

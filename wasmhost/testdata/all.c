@@ -223,9 +223,9 @@ EXPORT(proxy_on_queue_ready) void on_queue_ready(uint32_t root, uint32_t qid) {
   }
 }
 
-static int do_httpcall(uint32_t ctx) {
+static int do_httpcall(uint32_t ctx, const char *authority) {
   /* serialized map: 3 pairs */
-  static const char *kv[][2] = {{":method", "GET"}, {":path", "/callout"}, {":authority", "backend"}};
+  const char *kv[][2] = {{":method", "GET"}, {":path", "/callout"}, {":authority", authority}};
   uint8_t buf[256];
   uint32_t *p = (uint32_t *)buf;
   p[0] = 3;
@@ -241,7 +241,13 @@ static int do_httpcall(uint32_t ctx) {
     off += strlen(kv[i][1]) + 1;
   }
   uint32_t id = 0;
-  if (proxy_http_call(S(""), buf, off, (const uint8_t *)"q", 1, 0, 0, 2000, &id) != 0) return CONTINUE;
+  status_t st = proxy_http_call(S(""), buf, off, (const uint8_t *)"q", 1, 0, 0, 2000, &id);
+  if (st != 0) {
+    char ret[16];
+    snprintf(ret, sizeof ret, "%u", st);
+    add_header(MAP_REQ, "x-call-ret", ret);
+    return CONTINUE;
+  }
   if (id < MAXCTX) call_ctx[id] = ctx;
   return PAUSE;
 }
@@ -313,7 +319,8 @@ EXPORT(proxy_on_request_headers) int on_request_headers(uint32_t ctx, size_t n, 
     (void)dn;
     (void)cas;
   }
-  if (!strcmp(test, "httpcall")) return do_httpcall(ctx);
+  if (!strcmp(test, "httpcall")) return do_httpcall(ctx, "backend");
+  if (!strcmp(test, "httpcall-unknown")) return do_httpcall(ctx, "nowhere");
   if (!strcmp(test, "defer-done") && ctx < MAXCTX) defer_done[ctx] = 1;
   if (!strcmp(test, "pause-tick")) {
     if (ctx < MAXCTX) paused_tick[ctx] = 1;
