@@ -144,7 +144,15 @@ func Open(dir string, opts Options) (*Store, error) {
 			Name: "wasmgate_store_disk_bytes",
 			Help: "Disk space used by the store (Pebble's estimate).",
 		}, func() float64 { return float64(s.db.Metrics().DiskSpaceUsage()) })
-		for _, c := range []prometheus.Collector{s.expired, s.live, disk} {
+		cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wasmgate_store_session_cache_entries",
+			Help: "Sessions whose sequence state the writer keeps in memory (bounded by the session cache size, 65,536 by default).",
+		}, func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.sessions))
+		})
+		for _, c := range []prometheus.Collector{s.expired, s.live, disk, cached} {
 			if err := opts.Registerer.Register(c); err != nil {
 				db.Close()
 				return nil, fmt.Errorf("register store metrics: %w", err)
