@@ -27,6 +27,15 @@ func Warnf(format string, args ...any) { Logf(LogWarn, format, args...) }
 // Errorf logs at error level.
 func Errorf(format string, args ...any) { Logf(LogError, format, args...) }
 
+// HostLogLevel is the host's current log level: messages below it are
+// discarded, so a plugin can skip building them.
+func HostLogLevel() (LogLevel, error) {
+	if st := proxyGetLogLevel(&retAux); st != 0 {
+		return 0, Status(st)
+	}
+	return LogLevel(retAux), nil
+}
+
 // ---- buffers ----------------------------------------------------------------
 
 // GetBuffer reads up to max bytes from start of a buffer.
@@ -373,6 +382,16 @@ func DispatchHTTPCall(upstream string, headers []Header, body []byte, trailers [
 // HTTPCallResponseHeaders returns the headers of the response being
 // delivered to a DispatchHTTPCall callback.
 func HTTPCallResponseHeaders() ([]Header, error) { return Headers(MapHTTPCallResponseHeaders) }
+
+// HTTPCallStatus returns the status code and message of the HTTP call
+// whose response is being delivered.
+func HTTPCallStatus() (code uint32, msg string, e error) {
+	if st := proxyGetStatus(&retAux, &retPtr, &retLen); st != 0 {
+		drop()
+		return 0, "", Status(st)
+	}
+	return retAux, string(take()), nil
+}
 
 // HTTPCallResponseBody returns the body of that response.
 func HTTPCallResponseBody(size int) ([]byte, error) {

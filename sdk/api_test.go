@@ -113,7 +113,7 @@ func TestSDKUnderHost(t *testing.T) {
 		if err := h.RespondHTTPCall(c.ID, [][2]string{{":status", "200"}}, []byte("ok!")); err != nil {
 			t.Fatal(err)
 		}
-		if s.Continued != 1 || get(s.RequestHeaders, "x-call-body") != "ok!" {
+		if s.Continued != 1 || get(s.RequestHeaders, "x-call-body") != "ok!" || get(s.RequestHeaders, "x-call-status") != "200" {
 			t.Fatalf("after response: continued %d, headers %v", s.Continued, s.RequestHeaders)
 		}
 		s.Done()
@@ -163,7 +163,11 @@ func TestSDKUnderHost(t *testing.T) {
 		s.Done()
 	})
 	t.Run("logging", func(t *testing.T) {
-		req("/log").Done()
+		s := req("/log")
+		if get(s.RequestHeaders, "x-log-level") != "0" {
+			t.Fatalf("host log level header: %v", s.RequestHeaders)
+		}
+		s.Done()
 		if logs := strings.Join(h.Logs(), "\n"); !strings.Contains(logs, "2: hello from /log") {
 			t.Fatalf("logs: %s", logs)
 		}

@@ -1,22 +1,16 @@
+//go:build wasip1
+
 package sdk
 
 import "runtime"
 
 var (
 	thePlugin Plugin = DefaultPlugin{}
+	gcEvery          = 1000
 	roots            = map[uint32]RootContext{}
 	streams          = map[uint32]HTTPContext{}
-	current   uint32
-	callbacks = map[uint32]httpCallback{}
-
-	gcEvery = 1000
-	gcCount int
+	gcCount   int
 )
-
-type httpCallback struct {
-	context uint32
-	fn      func(numHeaders, bodySize, numTrailers int)
-}
 
 // SetPlugin installs the plugin; call it from an init function of the
 // main package.
@@ -24,11 +18,9 @@ func SetPlugin(p Plugin) { thePlugin = p }
 
 // SetGCInterval sets how many callbacks run between forced collections
 // (0 disables them; the heap then grows until the VM is recycled). The
-// default of 1000 keeps the example plugin at a constant memory size.
+// default of 1000 keeps linear memory flat (see gc_test.go and
+// examples/README.md for the measurements).
 func SetGCInterval(n int) { gcEvery = n }
-
-// ContextID returns the id of the context whose callback is running.
-func ContextID() uint32 { return current }
 
 // enter marks the start of a callback on context id and runs the periodic
 // collection Go's runtime does not run by itself in reactor mode.

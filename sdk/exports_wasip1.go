@@ -2,6 +2,21 @@
 
 package sdk
 
+import "unsafe"
+
+var zeroBlock [1]byte
+
+// allocate is the body of proxy_on_memory_allocate: a Go slice kept in
+// pending until the host call that asked for it returns (see take).
+func allocate(size uint32) uint32 {
+	if size == 0 {
+		return uint32(uintptr(unsafe.Pointer(&zeroBlock[0])))
+	}
+	b := make([]byte, size)
+	pending = append(pending, b)
+	return uint32(uintptr(unsafe.Pointer(&b[0])))
+}
+
 // Callbacks of proxy-wasm v0.2.1 exported to the host. Those the SDK has
 // no interface for (TCP, gRPC, queues, foreign functions) are exported as
 // no-ops so that a host calling them finds them.

@@ -11,18 +11,7 @@ var (
 	pending        [][]byte
 	retPtr, retLen uint32
 	retAux         uint32
-	zeroBlock      [1]byte
 )
-
-// allocate is the body of proxy_on_memory_allocate.
-func allocate(size uint32) uint32 {
-	if size == 0 {
-		return uint32(uintptr(unsafe.Pointer(&zeroBlock[0])))
-	}
-	b := make([]byte, size)
-	pending = append(pending, b)
-	return uint32(uintptr(unsafe.Pointer(&b[0])))
-}
 
 // take returns the block the host wrote at retPtr/retLen and clears
 // pending. It returns nil for an empty or unknown block.

@@ -336,7 +336,6 @@ type Stream struct {
 	Local               *LocalResponse
 	Continued           int
 	requestT, responseT [][2]string
-	doneCalled, deleted bool
 }
 
 // NewStream creates an HTTP context (proxy_on_context_create).

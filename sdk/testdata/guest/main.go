@@ -120,6 +120,8 @@ func (s *stream) OnRequestHeaders(int, bool) sdk.Action {
 					return
 				}
 				sdk.SetRequestHeader("x-call-body", string(body))
+				code, _, _ := sdk.HTTPCallStatus()
+				sdk.SetRequestHeader("x-call-status", strconv.Itoa(int(code)))
 				sdk.ContinueRequest()
 			})
 		if err != nil {
@@ -132,6 +134,10 @@ func (s *stream) OnRequestHeaders(int, bool) sdk.Action {
 		return sdk.Pause
 	case "/log":
 		sdk.Infof("hello from %s", s.path)
+		lvl, err := sdk.HostLogLevel()
+		if err == nil {
+			sdk.SetRequestHeader("x-log-level", strconv.Itoa(int(lvl)))
+		}
 	}
 	return sdk.Continue
 }
