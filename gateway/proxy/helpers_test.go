@@ -131,6 +131,8 @@ func startGatewayOpts(t testing.TB, opts proxy.Options) *gw {
 	t.Cleanup(func() {
 		p.Close(time.Now().Add(2 * time.Second))
 		_ = srv.Shutdown()
+		// Shutdown misses a listener whose Serve had not started yet.
+		_ = ln.Close()
 		<-done
 		pools.Close()
 	})

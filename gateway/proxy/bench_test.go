@@ -1,0 +1,106 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wasmgate/wasmgate/gateway/config"
+)
+
+// startFastUpstream serves a fixed body with fasthttp (a fast upstream, so
+// the benchmark measures the proxy, not net/http).
+func startFastUpstream(b testing.TB, body []byte) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &fasthttp.Server{CloseOnShutdown: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/plain")
+		ctx.SetBody(body)
+	}}
+	go srv.Serve(ln)
+	b.Cleanup(func() { shutdown(srv); ln.Close() })
+	return ln.Addr().String()
+}
+
+// shutdown stops srv, cutting connections a peer keeps open after 2s.
+func shutdown(srv *fasthttp.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if srv.ShutdownWithContext(ctx) != nil {
+		srv.CloseOnShutdown = true
+	}
+}
+
+// startBareProxy is the baseline the issue sets: HostClient.Do in a
+// fasthttp handler, nothing else.
+func startBareProxy(b testing.TB, target string) string {
+	hc := &fasthttp.HostClient{Addr: target, MaxConns: 512}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &fasthttp.Server{CloseOnShutdown: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+		}
+	}}
+	go srv.Serve(ln)
+	b.Cleanup(func() {
+		shutdown(srv)
+		ln.Close()
+		hc.CloseIdleConnections()
+	})
+	return ln.Addr().String()
+}
+
+func benchGet(b *testing.B, addr string, size int) {
+	hc := &fasthttp.HostClient{Addr: addr, MaxConns: 64}
+	b.ReportAllocs()
+	b.SetParallelism(32) // × GOMAXPROCS client goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + addr + "/bench")
+		for pb.Next() {
+			if err := hc.DoTimeout(req, resp, 5*time.Second); err != nil {
+				b.Error(err)
+				return
+			}
+			if resp.StatusCode() != 200 || len(resp.Body()) != size {
+				b.Errorf("status %d, %d bytes", resp.StatusCode(), len(resp.Body()))
+				return
+			}
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	})
+	b.StopTimer()
+	hc.CloseIdleConnections()
+}
+
+// BenchmarkProxy compares, in one run, a client talking to the upstream
+// directly, through a bare fasthttp proxy loop, and through the gateway
+// (no plugins). allocs/op counts the whole process: client, upstream and
+// proxy; the difference to "direct" is the proxy's share.
+func BenchmarkProxy(b *testing.B) {
+	for _, size := range []int{100, 16 << 10} {
+		body := bytes.Repeat([]byte("x"), size)
+		up := startFastUpstream(b, body)
+		bare := startBareProxy(b, up)
+		cfg := testConfig(b, []string{up}, func(c *config.Config) {
+			c.Upstreams[0].MaxConnsPerTarget = 512
+		})
+		g := startGateway(b, cfg, nil, nil)
+		name := map[int]string{100: "100B", 16 << 10: "16KiB"}[size]
+		b.Run(name+"/direct", func(b *testing.B) { benchGet(b, up, size) })
+		b.Run(name+"/bare-fasthttp-proxy", func(b *testing.B) { benchGet(b, bare, size) })
+		b.Run(name+"/gateway", func(b *testing.B) { benchGet(b, g.addr, size) })
+	}
+}
