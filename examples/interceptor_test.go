@@ -158,7 +158,7 @@ func TestInterceptorNoAPIKey(t *testing.T) {
 	for _, l := range languages {
 		t.Run(string(l.lang), func(t *testing.T) {
 			h, err := sdktest.New(context.Background(), buildExample(t, l.lang, l.src),
-				sdktest.Options{Config: []byte(`{"header":"x-a","value":"b"}`)})
+				sdktest.Options{Config: []byte(`{"header":"X-A","value":"b"}`)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -60,6 +60,8 @@ PW_EXPORT(proxy_on_configure) uint32_t on_configure(uint32_t root_id, size_t siz
   pw_bytes raw = {0};
   if (size > 0 && pw_get_buffer(PW_BUFFER_PLUGIN_CONFIGURATION, size, &raw) != PW_OK) return 0;
   c->cfg.header = pw_json_string(raw.data, raw.size, "header");
+  for (char *h = c->cfg.header; h != NULL && *h; h++)
+    if (*h >= 'A' && *h <= 'Z') *h += 'a' - 'A'; /* header names are lower case */
   c->cfg.value = pw_json_string(raw.data, raw.size, "value");
   c->cfg.api_key = pw_json_string(raw.data, raw.size, "api_key");
   pw_bytes_free(&raw);

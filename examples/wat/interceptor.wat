@@ -163,12 +163,25 @@
         (global.set $cfg_len (i32.load (i32.const 4)))
         (memory.copy (i32.const 4096) (i32.load (i32.const 0)) (global.get $cfg_len))))
     (if (call $json_str (i32.const 1024) (i32.const 6))
-      (then (global.set $hdr_ptr (global.get $found_ptr)) (global.set $hdr_len (global.get $found_len))))
+      (then (global.set $hdr_ptr (global.get $found_ptr)) (global.set $hdr_len (global.get $found_len))
+            (call $lower (global.get $hdr_ptr) (global.get $hdr_len))))   ;; header names are lower case
     (if (call $json_str (i32.const 1040) (i32.const 5))
       (then (global.set $val_ptr (global.get $found_ptr)) (global.set $val_len (global.get $found_len))))
     (if (call $json_str (i32.const 1056) (i32.const 7))
       (then (global.set $key_ptr (global.get $found_ptr)) (global.set $key_len (global.get $found_len))))
     (i32.const 1))
+
+  ;; lower(p, n): ASCII A-Z to a-z, in place.
+  (func $lower (param $p i32) (param $n i32)
+    (local $c i32) (local $end i32)
+    (local.set $end (i32.add (local.get $p) (local.get $n)))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      (local.set $c (i32.load8_u (local.get $p)))
+      (if (i32.and (i32.ge_u (local.get $c) (i32.const 65)) (i32.le_u (local.get $c) (i32.const 90)))
+        (then (i32.store8 (local.get $p) (i32.add (local.get $c) (i32.const 32)))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br $next))))
 
   ;; put32(p, v): little-endian store (wasm is little-endian already).
   (func $put32 (param $p i32) (param $v i32) (i32.store (local.get $p) (local.get $v)))
