@@ -8,7 +8,8 @@
 #         CPU time the measured process (upstream for "direct", else the
 #         proxy) spent per request, from /proc/<pid>/stat utime+stime.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
-#         SSE_INTERVAL per stream) through a freshly started gateway:
+#         SSE_INTERVAL per stream, opened over one second per thousand,
+#         held for SSE_SECS in all) through a freshly started gateway:
 #         events/s, id order, and the gateway's peak RSS (VmHWM) minus its
 #         idle RSS, per open stream.
 #
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin}
 BENCH_SECS=${BENCH_SECS:-5}
-SSE_SECS=${SSE_SECS:-10}
+SSE_SECS=${SSE_SECS:-12}
 SSE_INTERVAL=${SSE_INTERVAL:-100ms}
 SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
 
@@ -124,7 +125,7 @@ for n in $SSE_STREAMS; do
 	sleep 1
 	idle=$(rss_kib "$GW_PID" VmRSS)
 	out=$("$BIN/loadgen" -mode sse -url "http://127.0.0.1:$GW_PORT/sse?n=0&interval=$SSE_INTERVAL" \
-		-streams "$n" -ramp 3s -d "${SSE_SECS}s" -json)
+		-streams "$n" -ramp "$(((n + 999) / 1000))s" -d "${SSE_SECS}s" -json)
 	peak=$(rss_kib "$GW_PID" VmHWM)
 	expected=$(python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(ms|s)','$SSE_INTERVAL').groups(); print($n/(float(v)/(1000 if u=='ms' else 1)))")
 	echo "{\"kind\":\"sse\",\"streams\":$n,\"expected\":$expected,\"idle_rss_kib\":$idle,\"peak_rss_kib\":$peak,\"result\":$out}" >>"$RESULTS"
