@@ -68,6 +68,8 @@ const shrinkAbove = 64 << 10
 // limit.
 var ErrEventTooLarge = errors.New("sse: event too large")
 
+var errNoReader = errors.New("sse: parser has no reader (Reset(nil))")
+
 // Event is one block of an event stream.
 type Event struct {
 	// Raw is the block's exact wire bytes, including the blank line that
@@ -364,6 +366,9 @@ func (p *Parser) skipBOM() error {
 func (p *Parser) fill() error {
 	if p.rerr != nil {
 		return p.rerr
+	}
+	if p.r == nil {
+		return errNoReader
 	}
 	if p.evStart > 0 {
 		n := copy(p.buf, p.buf[p.evStart:p.end])

@@ -377,6 +377,10 @@ func TestParserReset(t *testing.T) {
 	if _, err := p.Next(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("err = %v", err)
 	}
+	p.Reset(nil) // as when pooled
+	if _, err := p.Next(); err == nil {
+		t.Fatal("Next without a reader succeeded")
+	}
 	p.Reset(strings.NewReader("\xEF\xBB\xBFdata: b\n\n"))
 	e, err := p.Next()
 	if err != nil || string(e.Raw) != "data: b\n\n" || e.LastEventID != "" {
