@@ -124,11 +124,22 @@ for n in $SSE_STREAMS; do
 	start_gateway
 	sleep 1
 	idle=$(rss_kib "$GW_PID" VmRSS)
+	ramp=$(((n + 999) / 1000))
+	# Where the memory goes: the Go runtime's view, idle and with every
+	# stream open (scraped from the admin /metrics).
+	curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/metrics.idle.$n" || true
+	(sleep $((ramp + 3)) && curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/metrics.open.$n") &
+	scrape=$!
 	out=$("$BIN/loadgen" -mode sse -url "http://127.0.0.1:$GW_PORT/sse?n=0&interval=$SSE_INTERVAL" \
-		-streams "$n" -ramp "$(((n + 999) / 1000))s" -d "${SSE_SECS}s" -json)
+		-streams "$n" -ramp "${ramp}s" -d "${SSE_SECS}s" -json)
 	peak=$(rss_kib "$GW_PID" VmHWM)
+	wait "$scrape" || true
+	gostats() { # file -> {"goroutines":..,"stack":..,"heap":..}
+		awk '$1=="go_goroutines"{g=$2} $1=="go_memstats_stack_inuse_bytes"{s=$2} $1=="go_memstats_heap_inuse_bytes"{h=$2}
+			END{printf "{\"goroutines\":%d,\"stack\":%d,\"heap\":%d}", g, s, h}' "$1" 2>/dev/null || echo null
+	}
 	expected=$(python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(ms|s)','$SSE_INTERVAL').groups(); print($n/(float(v)/(1000 if u=='ms' else 1)))")
-	echo "{\"kind\":\"sse\",\"streams\":$n,\"expected\":$expected,\"idle_rss_kib\":$idle,\"peak_rss_kib\":$peak,\"result\":$out}" >>"$RESULTS"
+	echo "{\"kind\":\"sse\",\"streams\":$n,\"expected\":$expected,\"idle_rss_kib\":$idle,\"peak_rss_kib\":$peak,\"go_idle\":$(gostats "$TMP/metrics.idle.$n"),\"go_open\":$(gostats "$TMP/metrics.open.$n"),\"result\":$out}" >>"$RESULTS"
 done
 
 python3 - "$RESULTS" "$SSE_INTERVAL" <<'PY'
@@ -165,4 +176,9 @@ for r in (r for r in rows if r["kind"] == "sse"):
     fails = {**{"open:" + k: v for k, v in res["open_failed"].items()}, **{"stream:" + k: v for k, v in res["stream_errors"].items()}}
     f = " ".join(f"{k}={v}" for k, v in sorted(fails.items())) or "-"
     print(f"{r['streams']:>7} {res['opened']:>6} {res['steady_events_per_s']:9.0f} {r['expected']:9.0f} {res['order_errors']:>9} {r['idle_rss_kib']/1024:12.1f} {r['peak_rss_kib']/1024:12.1f} {per:10.1f}  {f}")
+    gi, go = r.get("go_idle"), r.get("go_open")
+    if gi and go and go["goroutines"] and res["peak_open"]:
+        n = res["peak_open"]
+        print(f"{'':7} with all open: {(go['goroutines']-gi['goroutines'])/n:.1f} goroutines, "
+              f"{(go['stack']-gi['stack'])/1024/n:.1f} KiB stack, {(go['heap']-gi['heap'])/1024/n:.1f} KiB heap in use per stream")
 PY
