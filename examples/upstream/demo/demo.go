@@ -18,12 +18,13 @@
 //	GET  /slow?delay=2s      waits delay (at most 60s) before answering "slow\n"
 //	GET  /health             200 "ok\n"
 //	GET  /sse?n=N&interval=D&size=B
-//	                         text/event-stream of N events (n=0: until the client
-//	                         leaves), one every D (default 10ms; 0 means no
-//	                         pause), each "id: k" and "data: " plus k padded with
-//	                         '.' to B bytes (default: no padding), k = 1..N, or
-//	                         from Last-Event-ID+1 when that header holds a
-//	                         number. Every event is flushed on its own.
+//	                         text/event-stream of N events (default 10; n=0:
+//	                         until the client leaves), one every D (default
+//	                         10ms, at most 1h; 0 means no pause), each "id: k"
+//	                         and "data: " plus k padded with '.' to B bytes
+//	                         (default: no padding), k = 1..N, or from
+//	                         Last-Event-ID+1 when that header holds a number.
+//	                         Every event is flushed on its own.
 //	GET  /sse/mixed          the fixed stream Mixed (below), then the end
 //	POST /mcp                MCP-style JSON-RPC 2.0 (see mcp.go)
 //	GET  /mcp                SSE stream of the session's notifications
