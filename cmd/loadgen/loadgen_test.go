@@ -59,7 +59,9 @@ func TestHTTPMode(t *testing.T) {
 
 func TestSSEMode(t *testing.T) {
 	base := startDemo(t)
-	r, err := runSSE(opts("sse", base+"/sse?n=0&interval=5ms"))
+	o := opts("sse", base+"/sse?n=0&interval=5ms")
+	o.duration = time.Second // all ten must open in time on a busy machine
+	r, err := runSSE(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func TestSSEMode(t *testing.T) {
 		t.Fatalf("%s", r.line())
 	}
 	// Long enough for a steady window after the ramp.
-	o := opts("sse", base+"/sse?n=0&interval=5ms")
+	o = opts("sse", base+"/sse?n=0&interval=5ms")
 	o.duration, o.ramp = 1500*time.Millisecond, 0
 	if r, _ = runSSE(o); r.SteadyEventsPerS <= 0 || r.OrderErrors != 0 {
 		t.Fatalf("steady: %s", r.line())
