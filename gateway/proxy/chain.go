@@ -145,7 +145,7 @@ func (x *exchange) responseHeadersChain(ctx *fasthttp.RequestCtx) bool {
 	for k, v := range h.All() {
 		x.headers = append(x.headers, chain.Header{Name: strings.ToLower(string(k)), Value: string(v)})
 	}
-	noBody := x.resp.BodyStream() == nil || ctx.Request.Header.IsHead()
+	noBody := ctx.Request.Header.IsHead() || (x.lease == nil && len(x.resp.Body()) == 0)
 	res := x.stream.ResponseHeaders(&x.headers, noBody)
 	if res.Action == chain.Respond {
 		x.local(ctx, res)
@@ -186,6 +186,7 @@ func (x *exchange) chainRead(b []byte) (int, error) {
 		}
 		n, err := x.body.Read(x.chunk[:responseChunk])
 		eos := err == io.EOF
+		x.upEOF = eos
 		if err != nil && !eos {
 			x.bodyErr = err
 			return 0, err

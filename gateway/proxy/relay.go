@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -40,8 +41,9 @@ type relayState struct {
 	q      chan *[]byte
 	stop   chan struct{}
 	done   chan struct{}
-	err    error  // set by the reader before closing q
-	lastID string // Last-Event-ID for gateway replay
+	err    error       // set by the reader before closing q
+	eof    atomic.Bool // the upstream body ended cleanly
+	lastID string      // Last-Event-ID for gateway replay
 }
 
 // relay streams a text/event-stream response to the client event by event.
@@ -66,9 +68,11 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 		defer p.m.sseOpen.Dec()
 		broke := x.relayWrite(w, rs)
 		close(rs.stop)
-		// Interrupts a reader blocked on the upstream and releases the
-		// connection (closed, unless the body was fully read).
-		_ = x.resp.CloseBodyStream()
+		// Wake a reader blocked on the upstream; finish releases the
+		// connection (back to the pool only if the body ended cleanly).
+		if x.lease != nil && !rs.eof.Load() {
+			x.lease.Interrupt()
+		}
 		<-rs.done
 		for b := range rs.q {
 			putBuf(b)
@@ -117,7 +121,10 @@ func (x *exchange) relayRead(rs *relayState) {
 	for {
 		ev, err := parser.Next()
 		if err != nil {
-			if err != io.EOF {
+			if err == io.EOF {
+				rs.eof.Store(true)
+				x.upEOF = true
+			} else {
 				select {
 				case <-rs.stop: // the writer ended the stream; not an upstream fault
 				default:

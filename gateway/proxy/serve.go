@@ -25,13 +25,14 @@ const inlineBody = 8 << 10
 // the handler when the response body streams, and returns to the pool when
 // fasthttp closes the body stream (exchange.Close).
 type exchange struct {
-	p      *Proxy
-	rt     *route
-	conn   net.Conn
-	resp   *fasthttp.Response
-	target *upstream.Target
-	long   bool
-	start  time.Time
+	p     *Proxy
+	rt    *route
+	conn  net.Conn
+	resp  *fasthttp.Response
+	lease *upstream.Lease
+	long  bool
+	upEOF bool
+	start time.Time
 
 	body      io.Reader // upstream response body
 	bodyErr   error
@@ -144,10 +145,9 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	}
 
 	resp := fasthttp.AcquireResponse()
-	resp.StreamBody = true
 	x.resp = resp
 	x.long = wantsStream(&req.Header)
-	t, err := rt.up.Do(out, resp, 0, x.long)
+	lease, err := rt.up.Stream(out, resp, x.long)
 	if err != nil {
 		if x.reqBody.exceeded {
 			ctx.SetConnectionClose()
@@ -158,7 +158,7 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		x.fail(ctx, code, reason, err)
 		return false
 	}
-	x.target = t
+	x.lease = lease
 
 	resp.Header.CopyTo(&ctx.Response.Header)
 	x.prepareResponse(&ctx.Response.Header)
@@ -182,19 +182,26 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	}
 	rt.m.observe(x.status, time.Since(x.start))
 
-	body := resp.BodyStream()
-	if body == nil || req.Header.IsHead() {
-		if req.Header.IsHead() {
-			ctx.Response.SkipBody = true
-		}
+	if req.Header.IsHead() {
+		ctx.Response.SkipBody = true
 		return false
 	}
+	if lease == nil {
+		// The whole (small) body is in resp.
+		if x.stream == nil {
+			ctx.Response.SetBody(resp.Body()) // resp is released before the write
+			return false
+		}
+		x.body = bytes.NewReader(resp.Body())
+	} else {
+		x.body = resp.BodyStream()
+	}
+	body := x.body
+	_ = body
 	if bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
-		x.body = body
 		x.relay(ctx, replayFrom)
 		return true
 	}
-	x.body = body
 	n := resp.Header.ContentLength()
 	if n < 0 || x.stream != nil {
 		n = -1
@@ -214,8 +221,12 @@ func (x *exchange) Read(b []byte) (int, error) {
 		return x.chainRead(b)
 	}
 	n, err := x.body.Read(b)
-	if err != nil && err != io.EOF {
-		x.bodyErr = err
+	if err != nil {
+		if err == io.EOF {
+			x.upEOF = true
+		} else {
+			x.bodyErr = err
+		}
 	}
 	return n, err
 }
@@ -235,20 +246,16 @@ func (x *exchange) Close() error {
 
 // finish releases everything x holds and returns it to the pool.
 func (x *exchange) finish() {
-	if x.resp != nil {
-		if x.bodyErr != nil && x.target != nil {
-			x.target.Failed(x.bodyErr)
-			x.p.log.Warn("upstream body broke", "route", x.rt.name, "target", x.target.Addr, "err", x.bodyErr)
+	if x.lease != nil {
+		if x.bodyErr != nil {
+			x.lease.Target().Failed(x.bodyErr)
+			x.p.log.Warn("upstream body broke", "route", x.rt.name, "target", x.lease.Target().Addr, "err", x.bodyErr)
 		}
 		_ = x.resp.CloseBodyStream()
-		fasthttp.ReleaseResponse(x.resp)
+		x.lease.Release(x.upEOF)
 	}
-	if x.target != nil {
-		if x.long {
-			x.target.ReleaseStream()
-		} else {
-			x.target.Release()
-		}
+	if x.resp != nil {
+		fasthttp.ReleaseResponse(x.resp)
 	}
 	if x.stream != nil {
 		x.stream.Done()

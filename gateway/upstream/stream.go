@@ -1,0 +1,238 @@
+package upstream
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// BufferedBody is the largest response body (with a known length) that
+// Stream reads into the response; larger or unbounded bodies stay on the
+// connection and are read through Response.BodyStream. Small bodies are the
+// common case, and reading them whole frees the connection at once and costs
+// no allocation.
+const BufferedBody = 64 << 10
+
+// errStale is a reused keep-alive connection that the upstream had closed:
+// it read nothing of the request, so an idempotent one may be sent again.
+var errStale = errors.New("upstream closed an idle connection")
+
+// connOps releases or closes a HostClient connection, whose type fasthttp
+// does not export: the method expressions fix the type parameter, so a
+// connection can be held as `any` and handed back without allocating.
+var connOps = newConnOps((*fasthttp.HostClient).ReleaseConn, (*fasthttp.HostClient).CloseConn)
+
+type connFuncs[C any] struct {
+	release, close func(*fasthttp.HostClient, C)
+}
+
+func newConnOps[C any](release, close func(*fasthttp.HostClient, C)) connFuncs[C] {
+	return connFuncs[C]{release: release, close: close}
+}
+
+func (o connFuncs[C]) put(hc *fasthttp.HostClient, cc any, reuse bool) {
+	c := cc.(C)
+	if reuse {
+		o.release(hc, c)
+	} else {
+		o.close(hc, c)
+	}
+}
+
+// Lease is an upstream connection held by a streamed response body. The
+// caller reads resp.BodyStream, then calls Release exactly once.
+type Lease struct {
+	t     *Target
+	hc    *fasthttp.HostClient
+	cc    any
+	conn  net.Conn
+	br    *bufio.Reader
+	reuse bool
+	long  bool
+}
+
+var leasePool = sync.Pool{New: func() any { return new(Lease) }}
+
+// Target is the target serving the response.
+func (l *Lease) Target() *Target { return l.t }
+
+// Interrupt closes the connection, waking a body read blocked on it. The
+// Lease must still be released.
+func (l *Lease) Interrupt() { _ = l.conn.Close() }
+
+// Release ends the response: with complete (the body was read to its end)
+// the connection goes back to the pool, otherwise it is closed.
+func (l *Lease) Release(complete bool) {
+	if complete && l.reuse {
+		l.hc.ReleaseReader(l.br)
+		connOps.put(l.hc, l.cc, true)
+	} else {
+		// The reader is dropped, not pooled: a read may still be running
+		// on it in another goroutine until the close wakes it.
+		_ = l.conn.Close()
+		connOps.put(l.hc, l.cc, false)
+	}
+	l.t.done(l.long)
+	*l = Lease{}
+	leasePool.Put(l)
+}
+
+// Stream sends req to one of u's targets (the stream pool when long) and
+// reads the response headers into resp. A small body of known length is
+// read too and the Lease is nil; otherwise the body is left on the
+// connection, readable through resp.BodyStream, and the Lease must be
+// released when done. Retries follow the same rules as Do.
+func (u *Upstream) Stream(req *fasthttp.Request, resp *fasthttp.Response, long bool) (*Lease, error) {
+	attempts := 1
+	if isIdempotent(req) {
+		attempts += u.cfg.Retries
+	}
+	var tried uint64
+	var lastErr error
+	for a := 0; a < attempts; a++ {
+		i, t := u.pick(tried)
+		if t == nil {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, ErrNoHealthyTarget
+		}
+		tried |= 1 << (uint(i) & 63)
+		l, err := t.streamOn(req, resp, long)
+		if err == nil {
+			return l, nil
+		}
+		lastErr = err
+		if !nothingSent(err) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// done ends the accounting of one response.
+func (t *Target) done(long bool) {
+	if long {
+		t.streams.Add(-1)
+	} else {
+		t.inFlight.Add(-1)
+	}
+}
+
+func (t *Target) streamOn(req *fasthttp.Request, resp *fasthttp.Response, long bool) (*Lease, error) {
+	hc, n, waits := t.hc, &t.inFlight, t.waits
+	if long {
+		hc, n, waits = t.stream, &t.streams, t.streamWaits
+	}
+	if n.Add(1) > int64(hc.MaxConns) {
+		waits.Inc()
+	}
+	replayable := isIdempotent(req) && !req.IsBodyStream()
+	var l *Lease
+	var err error
+	for try := 0; try < 3; try++ {
+		l, err = t.exchange(hc, req, resp, long)
+		if err != errStale || !replayable {
+			break
+		}
+		resp.Reset()
+	}
+	if err != nil {
+		t.done(long)
+		if err == errStale {
+			err = fasthttp.ErrConnectionClosed
+		}
+		t.failed(err)
+		return nil, err
+	}
+	t.fails.Store(0)
+	if l == nil {
+		t.done(long)
+	}
+	return l, nil
+}
+
+// exchange runs one request on one connection of hc.
+func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, long bool) (*Lease, error) {
+	cc, err := hc.AcquireConn(0, req.ConnectionClose())
+	if err != nil {
+		return nil, err
+	}
+	reused := cc.LastUseTime().After(cc.CreatedTime())
+	conn := cc.Conn()
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		hc.CloseConn(cc)
+		if reused && isClosed(err) {
+			return nil, errStale
+		}
+		return nil, err
+	}
+
+	br := hc.AcquireReader(conn)
+	for {
+		if err = resp.Header.Read(br); err != nil {
+			hc.ReleaseReader(br)
+			hc.CloseConn(cc)
+			if reused && isClosed(err) {
+				return nil, errStale
+			}
+			return nil, err
+		}
+		if c := resp.StatusCode(); c >= 200 || c == fasthttp.StatusSwitchingProtocols {
+			break
+		}
+		// 1xx informational responses are not relayed.
+	}
+	status := resp.StatusCode()
+	closeConn := req.ConnectionClose() || resp.ConnectionClose()
+	if req.Header.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified ||
+		status == fasthttp.StatusSwitchingProtocols {
+		resp.SkipBody = true
+		hc.ReleaseReader(br)
+		if closeConn || status == fasthttp.StatusSwitchingProtocols {
+			hc.CloseConn(cc)
+		} else {
+			hc.ReleaseConn(cc)
+		}
+		return nil, nil
+	}
+	cl := resp.Header.ContentLength()
+	if cl >= 0 && cl <= BufferedBody {
+		resp.StreamBody = false
+		err = resp.ReadBody(br, 0)
+		hc.ReleaseReader(br)
+		if err != nil {
+			hc.CloseConn(cc)
+			return nil, err
+		}
+		if closeConn {
+			hc.CloseConn(cc)
+		} else {
+			hc.ReleaseConn(cc)
+		}
+		return nil, nil
+	}
+	resp.StreamBody = true
+	_ = resp.ReadBody(br, 0) // attaches the body stream; reads nothing yet
+	l := leasePool.Get().(*Lease)
+	*l = Lease{t: t, hc: hc, cc: cc, conn: conn, br: br, reuse: !closeConn && cl != -2, long: long}
+	return l, nil
+}
+
+// isClosed reports an error meaning the peer closed the connection before
+// answering.
+func isClosed(err error) bool {
+	var nr fasthttp.ErrNothingRead
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &nr) ||
+		errors.Is(err, fasthttp.ErrConnectionClosed) || kindOf(err) == kindReset
+}
