@@ -55,6 +55,9 @@ type Limits struct {
 	WriteTimeout  Duration `yaml:"write_timeout"`
 	MaxConns      int      `yaml:"max_conns"`
 	MaxConnsPerIP int      `yaml:"max_conns_per_ip"`
+	// MaxHeaders caps the number of request header fields (431 past it);
+	// 0 means no count limit, only max_header_bytes.
+	MaxHeaders int `yaml:"max_headers"`
 	// MaxRequestsPerConn closes a keep-alive connection after this many
 	// requests (0 = unlimited).
 	MaxRequestsPerConn int `yaml:"max_requests_per_conn"`
@@ -257,6 +260,7 @@ func Default() *Config {
 		Admin:  Admin{Listen: "127.0.0.1:9901"},
 		Limits: Limits{
 			MaxHeaderBytes:    16 << 10,
+			MaxHeaders:        100,
 			MaxBodyBytes:      8 << 20,
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),

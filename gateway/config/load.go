@@ -117,6 +117,9 @@ func (c *Config) Validate() error {
 	if l.MaxBodyBytes <= 0 {
 		return errors.New("limits.max_body_bytes must be positive")
 	}
+	if l.MaxHeaders < 0 {
+		return errors.New("limits.max_headers must not be negative")
+	}
 	if l.MaxConns < 0 || l.MaxConnsPerIP < 0 {
 		return errors.New("limits.max_conns and limits.max_conns_per_ip must not be negative")
 	}
