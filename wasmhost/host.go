@@ -124,6 +124,9 @@ type PluginStatus struct {
 	InFlight  int       `json:"requests_in_flight"`
 	Failures  uint64    `json:"vm_failures"`
 	ABI       string    `json:"abi"`
+	// CPULimit is how cpu_limit is enforced for the current version:
+	// "meter" (instrumented module) or "watchdog" (the fallback).
+	CPULimit string `json:"cpu_limit_mechanism"`
 }
 
 // Host runs every configured plugin. It is safe for concurrent use.

@@ -173,6 +173,9 @@ func TestCPULimitMechanisms(t *testing.T) {
 			if v := th.slots["h"].cur.Load(); v.metered != tc.metered {
 				t.Fatalf("metered = %v", v.metered)
 			}
+			if got := th.Status()[0].CPULimit; got != map[bool]string{true: "meter", false: "watchdog"}[tc.metered] {
+				t.Fatalf("status cpu_limit_mechanism %q", got)
+			}
 			start := time.Now()
 			res, _ := fullExchange(t, th.chain(t, refs("h")...), "x-hostile", "loop:req_headers")
 			if res.Action != chain.Respond || !strings.Contains(res.Response.Details, "exceeded cpu_limit") {

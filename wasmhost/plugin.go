@@ -282,6 +282,10 @@ func (s *slot) status() PluginStatus {
 	s.mu.Unlock()
 	if v := s.cur.Load(); v != nil {
 		st.SHA256, st.Version, st.LoadedAt, st.ABI = v.sha, v.n, v.loadedAt, v.abi
+		st.CPULimit = "watchdog"
+		if v.metered {
+			st.CPULimit = "meter"
+		}
 		vms, inflight := v.counts()
 		st.VMs += vms
 		st.InFlight += inflight
