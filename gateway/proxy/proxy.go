@@ -60,6 +60,7 @@ type Proxy struct {
 	redact       redactor
 	captureBody  int
 	maxBody      int64
+	maxHeaders   int
 	writeTimeout time.Duration
 	bodyTimeout  time.Duration
 
@@ -104,6 +105,7 @@ func New(opts Options) (*Proxy, error) {
 		redact:       newRedactor(cfg.Sessions.Redact),
 		captureBody:  cfg.Sessions.CaptureBodyBytes.N(),
 		maxBody:      int64(cfg.Limits.MaxBodyBytes),
+		maxHeaders:   cfg.Limits.MaxHeaders,
 		writeTimeout: cfg.Limits.WriteTimeout.D(),
 		bodyTimeout:  cfg.Limits.IdleTimeout.D(),
 		closing:      make(chan struct{}),

@@ -56,11 +56,14 @@ type exchange struct {
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
-// limitedReader forwards a streamed request body and fails past max.
+// limitedReader forwards a streamed request body and fails past max. Its
+// errors are the client's (a malformed chunk, a body over the limit, a
+// client gone), marked so the upstream target is not blamed.
 type limitedReader struct {
 	r        io.Reader
 	n, max   int64
 	exceeded bool
+	err      error
 }
 
 func (l *limitedReader) Read(b []byte) (int, error) {
@@ -68,7 +71,12 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 	l.n += int64(n)
 	if l.n > l.max {
 		l.exceeded = true
-		return 0, errBodyTooLarge
+		l.err = errBodyTooLarge
+		return 0, &upstream.RequestBodyError{Err: errBodyTooLarge}
+	}
+	if err != nil && err != io.EOF {
+		l.err = err
+		return n, &upstream.RequestBodyError{Err: err}
 	}
 	return n, err
 }
@@ -93,6 +101,11 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	if reason := badFraming(&req.Header); reason != "" {
 		ctx.SetConnectionClose()
 		x.fail(ctx, fasthttp.StatusBadRequest, reason, nil)
+		return false
+	}
+	if max := p.maxHeaders; max > 0 && req.Header.Len() > max {
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "too many request header fields", nil)
 		return false
 	}
 	rt := p.match(ctx.Host(), ctx.Path())
@@ -152,6 +165,11 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		if x.reqBody.exceeded {
 			ctx.SetConnectionClose()
 			x.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large", err)
+			return false
+		}
+		if x.reqBody.err != nil {
+			ctx.SetConnectionClose()
+			x.fail(ctx, fasthttp.StatusBadRequest, "malformed request body", x.reqBody.err)
 			return false
 		}
 		code, reason := upstream.Status(err)
@@ -290,12 +308,16 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 
 // badFraming rejects what fasthttp would accept but a gateway must not: a
 // request carrying both Content-Length and Transfer-Encoding (fasthttp lets
-// Transfer-Encoding win; nginx and Envoy answer 400 to avoid smuggling).
+// Transfer-Encoding win; nginx and Envoy answer 400 to avoid smuggling), or
+// a Transfer-Encoding other than chunked (fasthttp drops "identity"
+// silently). Only requests whose raw header block names
+// Transfer-Encoding at all are scanned.
 func badFraming(h *fasthttp.RequestHeader) string {
-	if h.ContentLength() != -1 {
+	raw := h.RawHeaders()
+	if !containsFoldASCII(raw, "transfer-encoding") {
 		return ""
 	}
-	raw := h.RawHeaders()
+	te, cl := false, false
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -303,11 +325,40 @@ func badFraming(h *fasthttp.RequestHeader) string {
 		} else {
 			raw = nil
 		}
-		if i := bytes.IndexByte(line, ':'); i > 0 && equalFoldASCII(line[:i], "content-length") {
-			return "both Content-Length and Transfer-Encoding"
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			continue
+		}
+		name, value := line[:i], bytes.TrimSpace(line[i+1:])
+		switch {
+		case equalFoldASCII(name, "content-length"):
+			cl = true
+		case equalFoldASCII(name, "transfer-encoding"):
+			te = true
+			if !equalFoldASCII(value, "chunked") {
+				return "unsupported Transfer-Encoding (only chunked is accepted)"
+			}
 		}
 	}
+	if te && cl {
+		return "both Content-Length and Transfer-Encoding"
+	}
 	return ""
+}
+
+// containsFoldASCII reports whether b contains the lower-case ASCII word s,
+// ignoring case.
+func containsFoldASCII(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		c := b[i] | 0x20
+		if c != s[0] {
+			continue
+		}
+		if equalFoldASCII(b[i:i+len(s)], s) {
+			return true
+		}
+	}
+	return false
 }
 
 // wantsStream says whether a request should take the stream pool: its

@@ -265,8 +265,8 @@ func (t *Target) Failed(err error) { t.failed(err) }
 func (t *Target) failed(err error) {
 	k := kindOf(err)
 	t.errs[k].Inc()
-	if k == kindPoolFull {
-		return // the target is busy, not broken
+	if k == kindPoolFull || k == kindClient {
+		return // the target is busy, or the client broke the request: not the target's fault
 	}
 	n := t.fails.Add(1)
 	if max := t.up.cfg.Passive.MaxFailures; max > 0 && int(n) >= max {

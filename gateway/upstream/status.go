@@ -9,6 +9,14 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// RequestBodyError is a failure reading the request body while sending it:
+// the client's fault (malformed chunking, over the size limit, gone), not
+// the target's. It is not counted against the target's health.
+type RequestBodyError struct{ Err error }
+
+func (e *RequestBodyError) Error() string { return "read request body: " + e.Err.Error() }
+func (e *RequestBodyError) Unwrap() error { return e.Err }
+
 type errKind uint8
 
 const (
@@ -18,14 +26,18 @@ const (
 	kindPoolFull
 	kindNoTarget
 	kindOther
+	kindClient
 	numKinds
 )
 
-var kindNames = [numKinds]string{"refused", "reset", "timeout", "pool_full", "no_target", "other"}
+var kindNames = [numKinds]string{"refused", "reset", "timeout", "pool_full", "no_target", "other", "client_body"}
 
 func kindOf(err error) errKind {
 	var de *DialError
+	var be *RequestBodyError
 	switch {
+	case errors.As(err, &be):
+		return kindClient
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return kindPoolFull
 	case errors.Is(err, ErrNoHealthyTarget):
@@ -56,6 +68,8 @@ func isTimeout(err error) bool {
 // the connection.
 func Status(err error) (code int, reason string) {
 	switch kindOf(err) {
+	case kindClient:
+		return fasthttp.StatusBadRequest, "malformed request body"
 	case kindPoolFull:
 		return fasthttp.StatusServiceUnavailable, "upstream connection pool full"
 	case kindNoTarget:
