@@ -363,3 +363,23 @@ func TestSSEThroughChain(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+func TestSSEOnOrdinaryPoolOutlivesSilence(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(w, "data: two\n\n")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Upstreams[0].ResponseHeaderTimeout = config.Duration(200 * time.Millisecond)
+	}), nil, nil)
+	// No "Accept: text/event-stream": the request takes the ordinary pool,
+	// whose per-read silence bound must not cut the stream.
+	resp := rawRequest(t, g.addr, "GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if !strings.Contains(resp, "data: one") || !strings.Contains(resp, "data: two") {
+		t.Fatalf("stream cut during silence: %q", resp)
+	}
+}

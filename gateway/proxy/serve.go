@@ -217,6 +217,9 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	body := x.body
 	_ = body
 	if bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
+		if lease != nil {
+			lease.LongLived()
+		}
 		x.relay(ctx, replayFrom)
 		return true
 	}

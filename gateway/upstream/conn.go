@@ -36,6 +36,7 @@ func (e *DialError) Timeout() bool {
 type deadlineConn struct {
 	net.Conn
 	idle      time.Duration
+	baseIdle  time.Duration // idle as configured, restored after a long-lived response
 	firstByte time.Duration
 	armed     bool
 	readBy    time.Time // from fasthttp

@@ -126,7 +126,7 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 		if stream {
 			return &deadlineConn{Conn: conn, firstByte: idle}
 		}
-		return &deadlineConn{Conn: conn, idle: idle}
+		return &deadlineConn{Conn: conn, idle: idle, baseIdle: idle, firstByte: idle}
 	}
 	hc := &fasthttp.HostClient{
 		Addr:                          addr,

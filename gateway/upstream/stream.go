@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -64,10 +65,23 @@ func (l *Lease) Target() *Target { return l.t }
 // Lease must still be released.
 func (l *Lease) Interrupt() { _ = l.conn.Close() }
 
+// LongLived lifts the per-read silence bound of the ordinary pool for this
+// response: an event stream may stay quiet for as long as it lives. Call it
+// before reading the body.
+func (l *Lease) LongLived() {
+	if dc, ok := l.conn.(*deadlineConn); ok && dc.idle > 0 {
+		dc.idle = 0
+		_ = dc.Conn.SetReadDeadline(time.Time{})
+	}
+}
+
 // Release ends the response: with complete (the body was read to its end)
 // the connection goes back to the pool, otherwise it is closed.
 func (l *Lease) Release(complete bool) {
 	if complete && l.reuse {
+		if dc, ok := l.conn.(*deadlineConn); ok {
+			dc.idle = dc.baseIdle
+		}
 		l.hc.ReleaseReader(l.br)
 		connOps.put(l.hc, l.cc, true)
 	} else {
