@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,5 +152,80 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Fatal("listener still accepting after shutdown")
+	}
+}
+
+type memSink struct {
+	mu     sync.Mutex
+	events []*event.Event
+}
+
+func (s *memSink) Record(e *event.Event) bool {
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+	return true
+}
+
+func TestShutdownEndsSSECleanly(t *testing.T) {
+	opts := leakOpts()
+	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
+	up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "id: 1\ndata: first\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: {listen: ""}
+upstreams: [{name: up, targets: [%q]}]
+routes: [{name: r, upstream: up}]
+storage: {enabled: false}
+`, up)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), Chains: chain.NopBuilder{}, Sink: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: s1\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, len("id: 1\ndata: first\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown(context.Background()) }()
+	// The stream ends with the terminating chunk: a clean EOF, not a reset.
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("stream did not end cleanly on shutdown: %v (read %q)", err, rest)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	var got []string
+	for _, e := range sink.events {
+		got = append(got, e.Type.String())
+	}
+	if want := "session_start,request,response,sse_event,session_end"; strings.Join(got, ",") != want {
+		t.Fatalf("events %v, want %s", got, want)
 	}
 }
