@@ -3,10 +3,11 @@
 # upstream directly, in ONE run on this machine, then SSE streams through the
 # gateway. Everything listens on 127.0.0.1 and every load run is bounded.
 #
-#   HTTP: 100 B and 16 KiB responses, 64 and 256 connections, BENCH_SECS
-#         seconds each (after a 1 s warm-up): requests/s, p99 latency, and the
-#         CPU time the measured process (upstream for "direct", else the
-#         proxy) spent per request, from /proc/<pid>/stat utime+stime.
+#   HTTP: 100 B and 16 KiB responses, 64 and 256 connections; after a
+#         warm-up, ROUNDS rounds of ROUND_SECS seconds per target, the targets
+#         alternating: median requests/s, median p99 latency, and the CPU time
+#         the measured process (upstream for "direct", else the proxy) spent
+#         per request over all rounds, from /proc/<pid>/stat utime+stime.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
 #         SSE_INTERVAL per stream, opened over one second per thousand,
 #         held for SSE_SECS in all) through a freshly started gateway:
@@ -19,7 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin}
-BENCH_SECS=${BENCH_SECS:-5}
+ROUNDS=${ROUNDS:-3}
+ROUND_SECS=${ROUND_SECS:-2}
 SSE_SECS=${SSE_SECS:-12}
 SSE_INTERVAL=${SSE_INTERVAL:-100ms}
 SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
@@ -98,21 +100,26 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 RESULTS=$TMP/results.jsonl
 
-echo "bench: $(nproc) cores; HTTP rows ${BENCH_SECS}s each; loadgen, proxy and upstream share the machine" >&2
+echo "bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); HTTP: $ROUNDS rounds of ${ROUND_SECS}s per row; loadgen, proxies and upstream share the machine" >&2
+port_of() { case $1 in direct) echo "$UP_PORT" ;; bare) echo "$BARE_PORT" ;; gateway) echo "$GW_PORT" ;; esac; }
+pid_of() { case $1 in direct) echo "$UP_PID" ;; bare) echo "$BARE_PID" ;; gateway) echo "$GW_PID" ;; esac; }
 for size in 100 16384; do
 	for conns in 64 256; do
 		for target in direct bare gateway; do
-			case $target in
-			direct) port=$UP_PORT pid=$UP_PID ;;
-			bare) port=$BARE_PORT pid=$BARE_PID ;;
-			gateway) port=$GW_PORT pid=$GW_PID ;;
-			esac
-			url="http://127.0.0.1:$port/bytes?n=$size"
-			"$BIN/loadgen" -mode http -url "$url" -c "$conns" -d 1s >/dev/null 2>&1
-			c0=$(cpu_ticks "$pid")
-			out=$("$BIN/loadgen" -mode http -url "$url" -c "$conns" -d "${BENCH_SECS}s" -json)
-			c1=$(cpu_ticks "$pid")
-			echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":$size,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+			"$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d 500ms >/dev/null 2>&1
+		done
+		# Rounds alternate the targets (in a rotating order) so that a burst
+		# of other load on the machine hits all three alike.
+		order=(direct bare gateway)
+		for ((round = 0; round < ROUNDS; round++)); do
+			for i in 0 1 2; do
+				target=${order[$(((i + round) % 3))]}
+				pid=$(pid_of $target)
+				c0=$(cpu_ticks "$pid")
+				out=$("$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d "${ROUND_SECS}s" -json)
+				c1=$(cpu_ticks "$pid")
+				echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":$size,\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+			done
 		done
 	done
 done
@@ -145,28 +152,39 @@ done
 python3 - "$RESULTS" "$SSE_INTERVAL" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-http = {(r["size"], r["result"]["conns"], r["target"]): r for r in rows if r["kind"] == "http"}
-def cpu_us(r):
-    n = r["result"]["requests"]
-    return r["cpu_ticks"] / r["clk_tck"] * 1e6 / n if n else float("nan")
-def errs(r):
-    e = r["result"]["errors"]
-    return " ".join(f"{k}={v}" for k, v in sorted(e.items())) or "-"
-print("HTTP (GET /bytes?n=SIZE; CPU-µs/req is the measured process: upstream for direct, the proxy otherwise)")
-print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9}  errors")
+from statistics import median
+groups = {}
+for r in rows:
+    if r["kind"] == "http":
+        groups.setdefault((r["size"], r["result"]["conns"], r["target"]), []).append(r)
+def agg(rs):
+    reqs = sum(r["result"]["requests"] for r in rs)
+    ticks = sum(r["cpu_ticks"] for r in rs)
+    errs = {}
+    for r in rs:
+        for k, v in r["result"]["errors"].items():
+            errs[k] = errs.get(k, 0) + v
+    return {"rps": median(r["result"]["rps"] for r in rs),
+            "rps_all": [r["result"]["rps"] for r in rs],
+            "p99": median(r["result"]["p99_us"] for r in rs),
+            "cpu_us": ticks / rs[0]["clk_tck"] * 1e6 / reqs if reqs else float("nan"),
+            "errors": " ".join(f"{k}={v}" for k, v in sorted(errs.items())) or "-"}
+http = {k: agg(v) for k, v in groups.items()}
+print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
+print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
 for size in (100, 16384):
     for conns in (64, 256):
         for t in ("direct", "bare", "gateway"):
-            r = http[(size, conns, t)]
-            res = r["result"]
-            ratios = ""
+            a = http[(size, conns, t)]
             if t == "gateway":
-                b, d = http[(size, conns, "bare")]["result"]["rps"], http[(size, conns, "direct")]["result"]["rps"]
-                ratios = f"{res['rps']/b if b else 0:7.2f} {res['rps']/d if d else 0:9.2f}"
+                b, d = http[(size, conns, "bare")]["rps"], http[(size, conns, "direct")]["rps"]
+                cb = http[(size, conns, "bare")]["cpu_us"]
+                ratios = f"{a['rps']/b if b else 0:7.2f} {a['rps']/d if d else 0:9.2f} {a['cpu_us']/cb if cb else 0:11.2f}"
             else:
-                ratios = f"{'':7} {'':9}"
+                ratios = f"{'':7} {'':9} {'':11}"
             label = "100B" if size == 100 else "16KiB"
-            print(f"{label:>6} {conns:>5} {t:<8} {res['rps']:9.0f} {res['p99_us']:8.0f} {cpu_us(r):10.1f}  {ratios}  {errs(r)}")
+            rounds = "/".join(f"{x:.0f}" for x in a["rps_all"])
+            print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
 print()
 print(f"SSE through the gateway (endless streams, one event per stream every {sys.argv[2]}; events/s after all streams opened)")
 print(f"{'streams':>7} {'opened':>6} {'events/s':>9} {'expected':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
