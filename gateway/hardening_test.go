@@ -171,10 +171,6 @@ func oneLine(body string) bool {
 	return strings.TrimSpace(line) != "" && !strings.ContainsAny(line, "\r\n")
 }
 
-// hardKnownIssues skips cases the gateway is known to fail, reported to the
-// core's owner; delete an entry once its case passes.
-var hardKnownIssues = map[string]string{}
-
 func TestHardeningFraming(t *testing.T) {
 	hardLeakCheck(t)
 	up := startHardUpstream(t)
@@ -214,9 +210,6 @@ func TestHardeningFraming(t *testing.T) {
 		{"body over limit chunked", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("c", 2048) + "\r\n0\r\n\r\n", []int{413}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if why := hardKnownIssues[tc.name]; why != "" {
-				t.Skip("known issue: " + why)
-			}
 			before := len(up.requests())
 			r := hardExchange(t, g.Addr(), tc.raw, 300*time.Millisecond)
 			if r.err != nil {
