@@ -252,7 +252,7 @@ func TestEnd(t *testing.T) {
 }
 
 func TestIdleExpiry(t *testing.T) {
-	const idle = 80 * time.Millisecond
+	const idle = 300 * time.Millisecond
 	tbl, rec, _ := newTestTable(t, 10, idle)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -422,7 +422,7 @@ func TestTrackEventIDs(t *testing.T) {
 			evicted: 1,
 		},
 		{
-			name: "ids expire after the TTL", ids: 5, streams: 2, ttl: 20 * time.Millisecond,
+			name: "ids expire after the TTL", ids: 5, streams: 2, ttl: 250 * time.Millisecond,
 			ops: []op{
 				{track: true, stream: "a", id: "old", sleepAfterTTL: true},
 				{track: true, stream: "a", id: "new"},
