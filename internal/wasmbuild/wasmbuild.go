@@ -133,11 +133,18 @@ func cacheDir() (string, error) {
 }
 
 // inputHash covers the source (every file under a directory source, plus
-// the SDK trees a guest may include) and the language.
+// the SDK trees a guest may include), the language, and this package's own
+// sources, so that a change to a builder's flags rebuilds its guests.
 func inputHash(lang Lang, src string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n", lang, runtime.Version())
+	builders, _ := filepath.Glob(Path("internal", "wasmbuild", "*.go"))
 	roots := []string{src}
+	for _, f := range builders {
+		if !strings.HasSuffix(f, "_test.go") {
+			roots = append(roots, f)
+		}
+	}
 	switch lang {
 	case C:
 		roots = append(roots, Path("sdk", "c"))
@@ -236,9 +243,9 @@ func buildC(src, out string) error {
 // buildGo compiles a Go main package directory with GOOS=wasip1 as a
 // c-shared reactor (exports via //go:wasmexport).
 func buildGo(src, out string) error {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
 	}
 	return run(src, []string{"GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0"},
 		goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
