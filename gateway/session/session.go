@@ -187,9 +187,6 @@ func (t *Table) Touch(id, route string) (s *Session, started bool, err error) {
 		return s, false, nil
 	}
 	sh.mu.RUnlock()
-	if t.closed.Load() {
-		return nil, false, ErrClosed
-	}
 
 	sh.mu.Lock()
 	if s = sh.m[id]; s != nil {
@@ -197,6 +194,12 @@ func (t *Table) Touch(id, route string) (s *Session, started bool, err error) {
 		s.requests.Add(1)
 		sh.mu.Unlock()
 		return s, false, nil
+	}
+	// Checked under the shard lock: Close marks the table closed before
+	// it empties each shard, so no session can slip in behind it.
+	if t.closed.Load() {
+		sh.mu.Unlock()
+		return nil, false, ErrClosed
 	}
 	if t.n.Add(1) > t.max.Load() {
 		t.n.Add(-1)

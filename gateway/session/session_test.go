@@ -868,3 +868,45 @@ func BenchmarkSweep(b *testing.B) {
 		b.Fatalf("sweep expired %d fresh sessions", 100_000-tbl.Len())
 	}
 }
+
+// TestCloseRacesTouch: sessions started while Close runs are either ended
+// by it or refused; none outlives it without a SessionEnd.
+func TestCloseRacesTouch(t *testing.T) {
+	for round := range 100 {
+		tbl, rec, _ := newTestTable(t, 1<<20, time.Hour)
+		var wg sync.WaitGroup
+		var running sync.WaitGroup
+		for g := range 2 {
+			running.Add(1)
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					if i == 20 {
+						running.Done()
+					}
+					_, _, err := tbl.Touch(fmt.Sprint(round, "-", g, "-", i), "r")
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+				}
+			})
+		}
+		running.Wait()
+		tbl.Close()
+		wg.Wait()
+		if tbl.Len() != 0 {
+			t.Fatalf("round %d: %d sessions left after Close", round, tbl.Len())
+		}
+		starts, ends := 0, 0
+		for _, e := range rec.all() {
+			switch e.Type {
+			case event.SessionStart:
+				starts++
+			case event.SessionEnd:
+				ends++
+			}
+		}
+		if starts != ends {
+			t.Fatalf("round %d: %d starts, %d ends", round, starts, ends)
+		}
+	}
+}
