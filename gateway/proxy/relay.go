@@ -291,10 +291,11 @@ func (x *exchange) flush(w *bufio.Writer) error {
 func (x *exchange) replay(w *bufio.Writer, rs *relayState) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stop, closing := rs.stop, x.p.closing // x may be recycled before this goroutine runs
 	go func() {
 		select {
-		case <-rs.stop:
-		case <-x.p.closing:
+		case <-stop:
+		case <-closing:
 		case <-ctx.Done():
 		}
 		cancel()
