@@ -210,12 +210,16 @@ func (t *Table) Touch(id, route string) (s *Session, started bool, err error) {
 	s = &Session{ID: id, Route: route, Started: time.Unix(0, now), track: &t.track}
 	s.lastSeen.Store(now)
 	s.requests.Store(1)
+	// Held until SessionStart is recorded, so that an End racing this
+	// start records its SessionEnd after it.
+	s.mu.Lock()
 	sh.m[id] = s
 	sh.mu.Unlock()
 
 	t.metrics.active.Inc()
 	t.metrics.started.Inc()
 	t.sink.Record(&event.Event{Session: id, Time: s.Started, Type: event.SessionStart, Route: route})
+	s.mu.Unlock()
 	return s, true, nil
 }
 
@@ -280,7 +284,9 @@ func (t *Table) ended(s *Session, reason string, now time.Time) {
 	t.n.Add(-1)
 	t.metrics.active.Dec()
 	t.metrics.endedBy(reason).Inc()
+	s.mu.Lock() // after the SessionStart (see Touch)
 	t.sink.Record(&event.Event{Session: s.ID, Time: now, Type: event.SessionEnd, Route: s.Route, Message: reason})
+	s.mu.Unlock()
 }
 
 // Run is the table's one cleanup loop: every sessions.cleanup_interval it

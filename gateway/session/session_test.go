@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -909,4 +910,43 @@ func TestCloseRacesTouch(t *testing.T) {
 			t.Fatalf("round %d: %d starts, %d ends", round, starts, ends)
 		}
 	}
+}
+
+// TestStartRecordedBeforeEnd: an End racing a session's start never
+// records its SessionEnd before the SessionStart.
+func TestStartRecordedBeforeEnd(t *testing.T) {
+	rec := &slowStartRecorder{}
+	tbl := NewTable(sessionsCfg(1<<20, time.Hour, time.Hour), config.SSE{}, rec, nil, nil)
+	for i := range 200 {
+		id := fmt.Sprint("s", i)
+		var wg sync.WaitGroup
+		wg.Go(func() { tbl.Touch(id, "r") })
+		wg.Go(func() {
+			for !tbl.End(id, ReasonDeleted) {
+				runtime.Gosched()
+			}
+		})
+		wg.Wait()
+	}
+	seen := map[string]event.Type{}
+	for _, e := range rec.all() {
+		if e.Type == event.SessionEnd && seen[e.Session] != event.SessionStart {
+			t.Fatalf("session %s: SessionEnd recorded before SessionStart", e.Session)
+		}
+		seen[e.Session] = e.Type
+	}
+	if len(seen) != 200 {
+		t.Fatalf("%d sessions recorded, want 200", len(seen))
+	}
+}
+
+// slowStartRecorder dawdles over SessionStart, widening the window in
+// which an End can overtake it.
+type slowStartRecorder struct{ recorder }
+
+func (r *slowStartRecorder) Record(e *event.Event) bool {
+	if e.Type == event.SessionStart {
+		time.Sleep(100 * time.Microsecond)
+	}
+	return r.recorder.Record(e)
 }
