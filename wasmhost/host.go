@@ -74,6 +74,7 @@ import (
 
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/wasmhost/internal/meter"
 )
 
 // Options configures a Host.
@@ -147,6 +148,7 @@ type Host struct {
 	closed atomic.Bool
 	ready  atomic.Bool // every slot exists (metrics may iterate them)
 	slice  int64       // meter units per slice; 0: metering off
+	rate   meter.Rate  // calibrated guest work per second
 }
 
 // New compiles and starts every plugin. The error names the plugin that
@@ -184,7 +186,8 @@ func New(ctx context.Context, plugins []config.Plugin, opts Options) (*Host, err
 		h.cache = wazero.NewCompilationCache()
 	}
 	if !opts.noCPULimit && !opts.noMeter {
-		h.slice = meterSlice(ctx, h.log)
+		h.rate = meterRate(ctx, h.log)
+		h.slice = h.rate.Slice()
 	}
 	h.dog = newWatchdog(plugins)
 	h.dog.enabled = !opts.noCPULimit

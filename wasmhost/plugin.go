@@ -255,21 +255,20 @@ func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPa
 
 var (
 	calibrateOnce sync.Once
-	calibrated    int64
+	calibrated    meter.Rate
 )
 
-// meterSlice calibrates the meter once per process: the units of guest
-// work in one slice (meter.SliceTime) on this machine.
-func meterSlice(ctx context.Context, log *slog.Logger) int64 {
+// meterRate calibrates the meter once per process: how many units of
+// guest work this machine runs per second.
+func meterRate(ctx context.Context, log *slog.Logger) meter.Rate {
 	calibrateOnce.Do(func() {
 		rate, err := meter.Calibrate(ctx)
-		if err != nil {
-			log.Warn("meter calibration failed; using the default slice", "err", err)
-			calibrated = meter.DefaultSlice
-			return
+		if err != nil || rate.UnitsPerSecond <= 0 {
+			log.Warn("meter calibration failed; assuming one slice per millisecond", "err", err)
+			rate = meter.Rate{UnitsPerSecond: meter.DefaultSlice * 1000}
 		}
-		calibrated = rate.Slice()
-		log.Debug("meter calibrated", "units_per_second", int64(rate.UnitsPerSecond), "slice", calibrated)
+		calibrated = rate
+		log.Debug("meter calibrated", "units_per_second", int64(rate.UnitsPerSecond), "slice", rate.Slice())
 	})
 	return calibrated
 }

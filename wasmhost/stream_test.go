@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,5 +266,37 @@ func TestDeferredDone(t *testing.T) {
 	m.unlock()
 	if n != 0 {
 		t.Fatalf("%d contexts left", n)
+	}
+}
+
+// TestGoGuestUnderConcurrency: 64 goroutines share a 2-VM pool of the Go
+// example (whose SDK runs the guest's GC every so often) with the default
+// cpu_limit. Honest calls must never be stopped: cpu_limit counts guest
+// work, not time spent waiting for a CPU on a loaded machine.
+func TestGoGuestUnderConcurrency(t *testing.T) {
+	file := wasmbuild.MustBuild(t, wasmbuild.Go, wasmbuild.Path("examples/go"))
+	th := newHost(t, Options{}, plugin("p", file, func(p *config.Plugin) {
+		p.Config = map[string]any{"header": "x-out", "value": "v", "api_key": "k"}
+		p.QueueTimeout = config.Duration(5 * time.Second)
+		p.CPULimit = config.Duration(100 * time.Millisecond)
+	}))
+	c := th.chain(t, refs("p")...)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n.Add(1) <= 10000 {
+				if res, _ := fullExchange(t, c, "x-api-key", "k"); res.Action != chain.Continue {
+					t.Errorf("%s", res.Response.Details)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if v := th.metric(t, "wasmgate_plugin_errors_total", nil); v != 0 {
+		t.Fatalf("%v plugin errors", v)
 	}
 }

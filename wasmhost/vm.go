@@ -311,7 +311,12 @@ func (m *vm) call(cb callback, f api.Function, args ...uint64) (uint64, error) {
 		start = time.Now()
 		switch {
 		case m.budget != nil:
-			m.budget.Deadline = start.Add(m.ver.s.cfg.CPULimit.D())
+			// cpu_limit is guest work (calibrated units), so a call that
+			// waits for a CPU on a loaded machine is not killed for it;
+			// the wall clock is only a backstop at 10x.
+			lim := m.ver.s.cfg.CPULimit.D()
+			m.budget.MaxUnits = max(m.ver.s.h.rate.Units(lim), m.ver.s.h.slice)
+			m.budget.Deadline = start.Add(10 * lim)
 			m.budget.Start(m.fuel)
 		case m.ver.s.h.dog.enabled:
 			m.deadline.Store(start.Add(m.ver.s.cfg.CPULimit.D()).UnixNano())
