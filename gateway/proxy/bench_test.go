@@ -1,9 +1,14 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/sse"
 )
 
 // startFastUpstream serves a fixed body with fasthttp (a fast upstream, so
@@ -113,5 +119,62 @@ func BenchmarkProxy(b *testing.B) {
 		b.Run(name+"/direct", func(b *testing.B) { benchGet(b, up, size) })
 		b.Run(name+"/bare-fasthttp-proxy", func(b *testing.B) { benchGet(b, bare, size) })
 		b.Run(name+"/gateway", func(b *testing.B) { benchGet(b, g.addr, size) })
+	}
+}
+
+// BenchmarkProxySSE relays b.N events over 100 concurrent streams, direct
+// and through the gateway (no plugins); events/s and allocations per
+// event compare the relay's cost.
+func BenchmarkProxySSE(b *testing.B) {
+	const streams = 100
+	payload := bytes.Repeat([]byte("x"), 200)
+	up := startUpstream(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Type", "text/event-stream")
+		bw := bufio.NewWriterSize(w, 32<<10)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(bw, "id: %d\ndata: %s\n\n", i, payload)
+		}
+		bw.Flush()
+	}))
+	cfg := testConfig(b, []string{up.addr}, func(c *config.Config) { c.Upstreams[0].MaxStreamsPerTarget = streams })
+	g := startGateway(b, cfg, nil, nil)
+	for _, target := range []struct{ name, addr string }{{"direct", up.addr}, {"gateway", g.addr}} {
+		b.Run(target.name, func(b *testing.B) {
+			b.ReportAllocs()
+			per := b.N/streams + 1
+			cpu0 := cpuTime()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for s := 0; s < streams; s++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.Dial("tcp", target.addr)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer c.Close()
+					fmt.Fprintf(c, "GET /s?n=%d HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n", per)
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					p := sse.NewParser(resp.Body, 0)
+					for i := 0; i < per; i++ {
+						if _, err := p.Next(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			total := float64(per * streams)
+			b.ReportMetric(total/time.Since(start).Seconds(), "events/s")
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/total, "cpu-ns/event")
+		})
 	}
 }

@@ -59,6 +59,11 @@ func TestHardeningRawTCP(t *testing.T) {
 		}
 	default:
 	}
+	// Expect: 100-continue is answered by the gateway, then the body flows.
+	resp0 := rawRequest(t, g.addr, "POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nhello", 5*time.Second)
+	if !strings.Contains(resp0, "200 OK") || <-hits != "POST /ok 5" {
+		t.Fatalf("expect-continue: %q", resp0)
+	}
 	// Chunked within the limit passes.
 	resp := rawRequest(t, g.addr, "POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 5*time.Second)
 	if statusOf(resp) != 200 || <-hits != "POST /ok 5" {

@@ -37,6 +37,7 @@ var (
 	hdrXRequestID     = []byte("X-Request-Id")
 	hdrLastEventID    = []byte("Last-Event-ID")
 	hdrAccept         = []byte("Accept")
+	hdrExpect         = []byte("Expect")
 	viaValue          = []byte("1.1 wasmgate")
 	strHTTP           = []byte("http")
 	strHTTPS          = []byte("https")
@@ -119,6 +120,8 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
 	x.scratch = stripHopByHop(out, x.scratch)
 	out.ResetConnectionClose()
+	// The gateway answered any 100-continue itself; the body is on its way.
+	out.DelBytes(hdrExpect)
 
 	b := x.scratch[:0]
 	if prior := out.PeekBytes(hdrXForwardedFor); len(prior) > 0 {
