@@ -60,11 +60,11 @@ func BenchmarkScan1K(b *testing.B) {
 					case "unmetered":
 						res, err = scan.Call(ctx, 1024)
 					case "metered":
-						budget.Deadline = time.Now().Add(100 * time.Millisecond)
+						budget.Deadline = time.Now().Add(time.Second)
 						budget.Start(in.fuel)
 						res, err = scan.Call(bctx, 1024)
 					case "closeondone":
-						cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+						cctx, cancel := context.WithTimeout(ctx, time.Second)
 						res, err = scan.Call(cctx, 1024)
 						cancel()
 					}
@@ -73,16 +73,14 @@ func BenchmarkScan1K(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				if res[0] != 80 { // 40 lines of "name: value\r\n" in scanInput... checked below
-					want := uint64(0)
-					for _, c := range scanInput() {
-						if c == '\n' || c == ':' {
-							want++
-						}
+				want := uint64(0)
+				for _, c := range scanInput() {
+					if c == '\n' || c == ':' {
+						want++
 					}
-					if res[0] != want {
-						b.Fatalf("scan = %d, want %d", res[0], want)
-					}
+				}
+				if res[0] != want {
+					b.Fatalf("scan = %d, want %d", res[0], want)
 				}
 			})
 		}

@@ -14,6 +14,9 @@ import (
 type guest struct {
 	name string
 	wasm func(t testing.TB) []byte
+	// skip names exports the differential must not call: they never
+	// return unmetered.
+	skip map[string]bool
 }
 
 var watCache sync.Map
@@ -55,6 +58,14 @@ func repoGuest(lang wasmbuild.Lang, path ...string) guest {
 	}}
 }
 
+// hostileGuest is wasmhost's hostile plugin; its proxy_on_tick spins
+// forever.
+func hostileGuest() guest {
+	g := repoGuest(wasmbuild.C, "wasmhost", "testdata", "hostile.c")
+	g.skip = map[string]bool{"proxy_on_tick": true}
+	return g
+}
+
 // allGuests lists every guest of the repository the meter is tested on:
 // its own test guests, the examples, and the wasmbuild test guests.
 // Languages whose examples have not landed are covered by the meter's own
@@ -71,6 +82,9 @@ func allGuests() []guest {
 		repoGuest(wasmbuild.C, "examples", "c"),
 		repoGuest(wasmbuild.WAT, "internal", "wasmbuild", "testdata", "add.wat"),
 		repoGuest(wasmbuild.C, "internal", "wasmbuild", "testdata", "add.c"),
+		repoGuest(wasmbuild.C, "wasmhost", "testdata", "all.c"),
+		repoGuest(wasmbuild.WAT, "wasmhost", "testdata", "headers.wat"),
+		hostileGuest(),
 	}
 	for _, ex := range []struct {
 		lang wasmbuild.Lang
