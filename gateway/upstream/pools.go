@@ -140,7 +140,7 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
-		ReadBufferSize:                16 << 10,
+		ReadBufferSize:                8 << 10, // also caps an upstream response header block
 		DialTimeout: func(a string, _ time.Duration) (net.Conn, error) {
 			conn, err := fasthttp.DialTimeout(a, dialTimeout)
 			if err != nil {
