@@ -206,7 +206,9 @@ func (x *exchange) relayRead(rs *relayState) {
 	p := x.p
 	parser, _ := p.parsers.Get().(*sse.Parser)
 	if parser == nil {
-		parser = sse.NewParser(x.body, p.cfg.SSE.MaxEventBytes.N())
+		// A small initial buffer (it grows for a large event and shrinks
+		// back): the upstream connection's reader already buffers.
+		parser = sse.NewParserSize(x.body, p.cfg.SSE.MaxEventBytes.N(), 1<<10)
 	} else {
 		parser.Reset(x.body)
 	}
