@@ -9,6 +9,11 @@
 // chain is empty. Bodies are never buffered whole: request bodies stream to
 // the upstream (bounded by limits.max_body_bytes), response bodies stream
 // to the client with a per-write deadline, never an absolute one.
+//
+// Known limits: Upgrade (WebSocket) is treated as hop-by-hop and not
+// tunnelled; trailer fields are not relayed; on a route with plugins the
+// request body reaches the chain as one call with endOfStream (read whole,
+// bounded by limits.max_body_bytes) while response bodies go chunk by chunk.
 package proxy
 
 import (
