@@ -221,7 +221,11 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	out := appendU32(nil, uint32(len(m.codes)))
+	size := 0
+	for i := range m.codes {
+		size += len(m.codes[i].body) + 16
+	}
+	out := appendU32(make([]byte, 0, size+size/4), uint32(len(m.codes)))
 	var fnBuf []byte
 	var edits []edit
 	var regions []int64
@@ -379,26 +383,8 @@ const maxLeafCost = 256
 func (m *Module) leafCosts() (costs []int64, maxCost int64, err error) {
 	costs = make([]int64, len(m.codes))
 	for i := range m.codes {
-		c := &m.codes[i]
-		r := &reader{b: c.body, base: c.offset}
-		n := int64(0)
-		for !r.eof() && n >= 0 {
-			in, err := r.next()
-			if err != nil {
-				return nil, 0, err
-			}
-			n++
-			switch in.op {
-			case opLoop, opCall, opCallIndirect, opMemoryFill, opMemoryCopy, opMemoryInit,
-				opTableFill, opTableCopy, opTableInit, opTableGrow:
-				n = -1
-			}
-			if n > maxLeafCost {
-				n = -1
-			}
-		}
-		costs[i] = n
-		maxCost = max(maxCost, n)
+		costs[i] = m.codes[i].leafCost // computed by checkBody
+		maxCost = max(maxCost, costs[i])
 	}
 	return costs, maxCost, nil
 }

@@ -107,6 +107,9 @@ type code struct {
 	locals []localGroup
 	body   []byte // instructions, ending with the function's end
 	offset int    // of body in the module, for error messages
+	// leafCost is the instruction count of a leaf function (see
+	// leafCosts), or -1.
+	leafCost int64
 }
 
 type localGroup struct {
@@ -471,7 +474,7 @@ func (m *Module) decodeCode(r *reader) error {
 		}
 		c.offset = fr.base + fr.pos
 		c.body = b[fr.pos:]
-		if err := checkBody(&reader{b: c.body, base: c.offset}); err != nil {
+		if c.leafCost, err = checkBody(&reader{b: c.body, base: c.offset}); err != nil {
 			return err
 		}
 		m.codes = append(m.codes, c)
@@ -480,25 +483,39 @@ func (m *Module) decodeCode(r *reader) error {
 }
 
 // checkBody decodes a function body and checks that its blocks nest and
-// that its final end is its last byte.
-func checkBody(r *reader) error {
+// that its final end is its last byte. It returns the body's instruction
+// count if the function is a leaf for the metering pass (no loop, call or
+// bulk operation, at most maxLeafCost instructions), else -1.
+func checkBody(r *reader) (leafCost int64, err error) {
 	depth := 0
 	for {
 		in, err := r.next()
 		if err != nil {
-			return err
+			return 0, err
+		}
+		if leafCost >= 0 {
+			leafCost++
 		}
 		switch in.op {
-		case opBlock, opLoop, opIf:
+		case opBlock, opIf:
 			depth++
+		case opLoop:
+			depth++
+			leafCost = -1
 		case opEnd:
 			if depth == 0 {
 				if !r.eof() {
-					return r.errorf("%d bytes after the function's end", r.remaining())
+					return 0, r.errorf("%d bytes after the function's end", r.remaining())
 				}
-				return nil
+				return leafCost, nil
 			}
 			depth--
+		case opCall, opCallIndirect, opMemoryFill, opMemoryCopy, opMemoryInit,
+			opTableFill, opTableCopy, opTableInit, opTableGrow:
+			leafCost = -1
+		}
+		if leafCost > maxLeafCost {
+			leafCost = -1
 		}
 	}
 }
