@@ -219,8 +219,11 @@ func (p *Proxy) Server() *fasthttp.Server {
 }
 
 // headerReceived replaces the header-read deadline with the (longer) body
-// deadline once the header block is in.
-func (p *Proxy) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+// deadline once the header block is in, for requests that have a body.
+func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if cl := h.ContentLength(); cl == 0 || cl == -2 {
+		return fasthttp.RequestConfig{}
+	}
 	return fasthttp.RequestConfig{ReadTimeout: p.bodyTimeout}
 }
 
