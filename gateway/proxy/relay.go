@@ -52,6 +52,7 @@ type relayState struct {
 	pending []byte
 	hb      *time.Timer
 	ended   bool // no more output: Read returns io.EOF
+	qClosed bool // the reader closed q (seen by Read)
 	tailed  bool // the chain got its final call
 	closed  bool
 }
@@ -88,13 +89,15 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 func (rs *relayState) Read(b []byte) (int, error) {
 	x := rs.x
 	for len(rs.pending) == 0 {
-		if rs.cur != nil {
-			putBuf(rs.cur)
-			rs.cur = nil
-			x.rt.m.sseRelayed.Inc()
-		}
+		rs.release()
 		if rs.ended {
 			return 0, io.EOF
+		}
+		if rs.qClosed {
+			if err := rs.upstreamEnded(); err != nil {
+				return 0, err
+			}
+			continue
 		}
 		var hbC <-chan time.Time
 		if rs.hb != nil {
@@ -102,18 +105,11 @@ func (rs *relayState) Read(b []byte) (int, error) {
 		}
 		select {
 		case e, ok := <-rs.q:
-			if ok {
-				rs.cur, rs.pending = e, *e
-				break
+			if !ok {
+				rs.qClosed = true
+				continue
 			}
-			rs.ended = true
-			if rs.err != nil && !errors.Is(rs.err, sse.ErrEventTooLarge) {
-				x.p.log.Warn("upstream SSE stream broke", "route", x.rt.name, "request_id", string(x.reqID), "err", rs.err)
-				// An error, not EOF: fasthttp leaves the chunked body
-				// unterminated and closes, so the client sees the break.
-				return 0, errUpstreamBroke
-			}
-			rs.pending = rs.finalChain()
+			rs.cur, rs.pending = e, *e
 		case <-hbC:
 			rs.pending = heartbeatComment
 			x.rt.m.sseHeartbeat.Inc()
@@ -130,7 +126,48 @@ func (rs *relayState) Read(b []byte) (int, error) {
 	}
 	n := copy(b, rs.pending)
 	rs.pending = rs.pending[n:]
+	// Events already queued go out in the same chunk: one write and flush
+	// for a burst instead of one per event.
+	for len(rs.pending) == 0 && n < len(b) && rs.cur != nil && !rs.qClosed {
+		select {
+		case e, ok := <-rs.q:
+			if !ok {
+				rs.qClosed = true
+				continue
+			}
+			rs.release()
+			rs.cur, rs.pending = e, *e
+			m := copy(b[n:], rs.pending)
+			n += m
+			rs.pending = rs.pending[m:]
+		default:
+			return n, nil
+		}
+	}
 	return n, nil
+}
+
+// release returns the event just sent to the pool.
+func (rs *relayState) release() {
+	if rs.cur != nil {
+		putBuf(rs.cur)
+		rs.cur = nil
+		rs.x.rt.m.sseRelayed.Inc()
+	}
+}
+
+// upstreamEnded handles the end of the queue: a broken upstream returns an
+// error (fasthttp then leaves the chunked body unterminated and closes, so
+// the client sees the break); a clean end sends the chain's tail, if any.
+func (rs *relayState) upstreamEnded() error {
+	x := rs.x
+	rs.ended = true
+	if rs.err != nil && !errors.Is(rs.err, sse.ErrEventTooLarge) {
+		x.p.log.Warn("upstream SSE stream broke", "route", x.rt.name, "request_id", string(x.reqID), "err", rs.err)
+		return errUpstreamBroke
+	}
+	rs.pending = rs.finalChain()
+	return nil
 }
 
 // finalChain makes the chain's last call (endOfStream) once the reader is
