@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/session"
 	"github.com/wasmgate/wasmgate/gateway/sse"
 )
 
@@ -381,5 +384,30 @@ func TestSSEOnOrdinaryPoolOutlivesSilence(t *testing.T) {
 	resp := rawRequest(t, g.addr, "GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
 	if !strings.Contains(resp, "data: one") || !strings.Contains(resp, "data: two") {
 		t.Fatalf("stream cut during silence: %q", resp)
+	}
+}
+
+func TestSSEFixedLengthBodyIsRelayedAndTracked(t *testing.T) {
+	verifyNone(t)
+	body := "id: 7\ndata: only\n\n"
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		io.WriteString(w, body)
+	}))
+	cfg := testConfig(t, []string{up.addr}, nil)
+	sink := &memSink{}
+	table := session.NewTable(cfg.Sessions, cfg.SSE, sink, testLogger(), prometheus.NewRegistry())
+	defer table.Close()
+	g := startGateway(t, cfg, tableSessions{table}, sink)
+	resp, c := openSSE(t, g.addr, "/s", "Mcp-Session-Id: s9")
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || string(got) != body {
+		t.Fatalf("body %q, %v", got, err)
+	}
+	if s, ok := table.Get("s9"); !ok || !s.KnowsEventID("r /s", "7") {
+		t.Fatal("event id of a fixed-length SSE response not tracked")
 	}
 }

@@ -204,9 +204,10 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		ctx.Response.SkipBody = true
 		return false
 	}
+	isSSE := bytes.HasPrefix(resp.Header.ContentType(), strEventStream)
 	if lease == nil {
 		// The whole (small) body is in resp.
-		if x.stream == nil {
+		if x.stream == nil && !isSSE {
 			ctx.Response.SetBody(resp.Body()) // resp is released before the write
 			return false
 		}
@@ -214,9 +215,7 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	} else {
 		x.body = resp.BodyStream()
 	}
-	body := x.body
-	_ = body
-	if bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
+	if isSSE {
 		if lease != nil {
 			lease.LongLived()
 		}
