@@ -144,3 +144,24 @@ func TestChainLocalResponseAndBodies(t *testing.T) {
 		t.Fatalf("body %q, want %q", b, want)
 	}
 }
+
+func TestSSEUpstreamReplayPassesLastEventID(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, sseHandler(5, 0, "u"))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	resp, c := openSSE(t, g.addr, "/events", "Last-Event-ID: 2")
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	p := sse.NewParser(resp.Body, 0)
+	var got []string
+	for {
+		ev, err := p.Next()
+		if err != nil {
+			break
+		}
+		got = append(got, ev.ID)
+	}
+	if strings.Join(got, ",") != "3,4" {
+		t.Fatalf("resumed from the upstream: %v, want 3,4", got)
+	}
+}
