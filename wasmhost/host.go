@@ -137,14 +137,15 @@ type Host struct {
 	cache   wazero.CompilationCache
 	metrics *hostMetrics
 	calls   chan struct{} // one token per Wasm call in flight
-	// slots and order are replaced whole (never mutated once published)
-	// by a configuration update, under slotsMu; see update.go.
-	slots    map[string]*slot
-	order    []string
-	slotsMu  sync.RWMutex
-	draining map[*slot]struct{} // replaced by an update, not closed yet
+	slots   map[string]*slot
+	order   []string
 	shared  *sharedRegistry
 	dog     *watchdog
+
+	// slots and order are replaced whole (never mutated once published)
+	// by a configuration update, under slotsMu; see update.go.
+	slotsMu  sync.RWMutex
+	draining map[*slot]struct{} // replaced by an update, not closed yet
 
 	ctx    context.Context // canceled by Close: background work stops
 	cancel context.CancelFunc
