@@ -201,7 +201,8 @@ func (r *reloader) config(ctx context.Context) (*ReloadReport, error) {
 		return nil, err
 	}
 	old := r.cur
-	rep := &ReloadReport{Source: src, Applied: []string{}, NeedsRestart: []string{}, PluginFiles: []string{}}
+	rep := &ReloadReport{Source: src, Applied: []string{}, NeedsRestart: []string{}, PluginFiles: []string{},
+		Plugins: newDiff(nil, nil, nil)}
 	for _, k := range changedKeys(reflect.ValueOf(*old), reflect.ValueOf(*cfg), "") {
 		switch {
 		case isLive(k):
@@ -223,7 +224,7 @@ func (r *reloader) config(ctx context.Context) (*ReloadReport, error) {
 			return nil, err
 		}
 		build = upd.Build
-		rep.Plugins = Diff{Added: upd.Added, Changed: upd.Changed, Removed: upd.Removed}
+		rep.Plugins = newDiff(upd.Added, upd.Changed, upd.Removed)
 	} else if !reflect.DeepEqual(old.Plugins, cfg.Plugins) {
 		// No plugin host to update (started without plugins).
 		rep.NeedsRestart = append(rep.NeedsRestart, "plugins")
@@ -249,7 +250,7 @@ func (r *reloader) config(ctx context.Context) (*ReloadReport, error) {
 	if err != nil {
 		return abort(err)
 	}
-	rep.Upstreams = Diff{Added: pu.Added, Changed: pu.Changed, Removed: pu.Removed}
+	rep.Upstreams = newDiff(pu.Added, pu.Changed, pu.Removed)
 	drained, err := g.proxy.SetRoutes(cfg.Routes, chains)
 	if err != nil {
 		// Unreachable: config validation resolves every route's upstream.
@@ -348,6 +349,16 @@ func changedKeys(a, b reflect.Value, prefix string) []string {
 		}
 	}
 	return out
+}
+
+func newDiff(added, changed, removed []string) Diff {
+	nonNil := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return Diff{Added: nonNil(added), Changed: nonNil(changed), Removed: nonNil(removed)}
 }
 
 func diffNamed[T any](old, cur []T, name func(T) string) Diff {

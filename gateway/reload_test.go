@@ -549,3 +549,99 @@ shutdown: {drain_timeout: 5s}
 		t.Fatal(err)
 	}
 }
+
+// TestConfigReloadReplacesPlugins: a configuration reload that changes a
+// plugin's file and adds another starts them before the swap; the replaced
+// plugin's VMs stay while an SSE stream that started before the reload is
+// open (it keeps receiving events) and close once it ends; a later reload
+// removes the added plugin.
+func TestConfigReloadReplacesPlugins(t *testing.T) {
+	opts := leakOpts()
+	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
+	up, err := demo.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Kill() })
+	dir := t.TempDir()
+	v1, v2, q1 := filepath.Join(dir, "v1.wasm"), filepath.Join(dir, "v2.wasm"), filepath.Join(dir, "q1.wasm")
+	replaceFile(t, v1, buildWAT(t, dir, "v1", versionPlugin("v1")))
+	replaceFile(t, v2, buildWAT(t, dir, "v2", versionPlugin("v2")))
+	replaceFile(t, q1, buildWAT(t, dir, "q1", versionPlugin("q1")))
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	write := func(routes, plugins string) {
+		replaceFile(t, cfgPath, []byte(fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin: {listen: 127.0.0.1:0, token: %s}
+upstreams: [{name: demo, targets: [%q]}]
+routes: [%s]
+plugins: [%s]
+storage: {enabled: false}
+shutdown: {drain_timeout: 5s}
+`, adminToken, up.Addr(), routes, plugins)))
+	}
+	write(`{name: r, match: {path_prefix: /}, upstream: demo, plugins: [p]}`,
+		fmt.Sprintf(`{name: p, file: %q, pool_size: 2}`, v1))
+	g := reloadGateway(t, cfgPath)
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	atr := &http.Transport{}
+	t.Cleanup(atr.CloseIdleConnections)
+	c := &http.Client{Transport: atr, Timeout: 10 * time.Second}
+	admin := adminClient{c: c, base: "http://" + g.AdminAddr()}
+	version := func(path string) string {
+		resp, err := c.Get("http://" + g.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		return resp.Header.Get("X-Version")
+	}
+	vms := func() string { return admin.metric(t, `wasmgate_plugin_vms{plugin="p"}`) }
+	if v := version("/json"); v != "v1" {
+		t.Fatalf("before: %q", v)
+	}
+	streams := openStreams(t, "http://"+g.Addr()+"/sse?n=0&interval=10ms", 1)
+
+	write(`{name: r, match: {path_prefix: /}, upstream: demo, plugins: [p]},
+  {name: r2, match: {path_prefix: /headers}, upstream: demo, plugins: [q]}`,
+		fmt.Sprintf(`{name: p, file: %q, pool_size: 2}, {name: q, file: %q, pool_size: 1}`, v2, q1))
+	mid := streams.snapshot()
+	code, body := admin.do(t, "POST", "/config/reload")
+	var rep gateway.ReloadReport
+	if code != 200 || json.Unmarshal(body, &rep) != nil {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if fmt.Sprint(rep.Plugins.Changed, rep.Plugins.Added, rep.Routes.Added, rep.Routes.Changed) != "[p] [q] [r2] []" {
+		t.Fatalf("report %s", body)
+	}
+	if v, q := version("/json"), version("/headers"); v != "v2" || q != "q1" {
+		t.Fatalf("after reload: / %q, /headers %q", v, q)
+	}
+	streams.expectProgress(t, mid)
+	if n := vms(); n != "4" {
+		t.Fatalf("VMs of p while a stream holds the old routes: %s, want 4 (old pool kept)", n)
+	}
+	streams.cancel()
+	streams.wg.Wait()
+	waitUntil(t, "the replaced plugin to close", 5*time.Second, func() bool { return vms() == "2" })
+
+	write(`{name: r, match: {path_prefix: /}, upstream: demo, plugins: [p]}`,
+		fmt.Sprintf(`{name: p, file: %q, pool_size: 2}`, v2))
+	if code, body = admin.do(t, "POST", "/config/reload"); code != 200 || json.Unmarshal(body, &rep) != nil ||
+		fmt.Sprint(rep.Plugins.Removed, rep.Routes.Removed, rep.Plugins.Changed) != "[q] [r2] []" {
+		t.Fatalf("second reload: %d %s", code, body)
+	}
+	if _, b := admin.do(t, "GET", "/plugins"); bytes.Contains(b, []byte(`"q"`)) {
+		t.Fatalf("removed plugin still listed: %s", b)
+	}
+	waitUntil(t, "the removed plugin to close", 5*time.Second, func() bool {
+		return admin.metric(t, `wasmgate_plugin_vms{plugin="q"}`) == "0"
+	})
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
