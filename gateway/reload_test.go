@@ -61,7 +61,7 @@ const (
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 0)))`
 )
 
-func buildWAT(t *testing.T, dir, name, src string) []byte {
+func buildWAT(t testing.TB, dir, name, src string) []byte {
 	t.Helper()
 	path := filepath.Join(dir, name+".wat")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
@@ -89,7 +89,7 @@ func sha(b []byte) string {
 }
 
 // reloadGateway starts a gateway from the YAML file at path.
-func reloadGateway(t *testing.T, path string) *gateway.Gateway {
+func reloadGateway(t testing.TB, path string) *gateway.Gateway {
 	t.Helper()
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -350,7 +350,8 @@ routes: [{name: r, match: {path_prefix: /}, upstream: demo, plugins: [p]}]
 plugins: [{name: p, file: %q, pool_size: 4, queue_timeout: 5s}]
 storage: {enabled: false}
 shutdown: {drain_timeout: 5s}
-`, adminToken, up.Addr(), live)), 0o644); err != nil {
+wasm: {cache_dir: %q}
+`, adminToken, up.Addr(), live, filepath.Join(dir, "cache"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	g := reloadGateway(t, cfgPath)
@@ -477,7 +478,8 @@ routes: [{name: r, match: {path_prefix: /}, upstream: %s, plugins: [p]}]
 plugins: [{name: p, file: %q, pool_size: 4, queue_timeout: 5s}]
 storage: {enabled: false}
 shutdown: {drain_timeout: 5s}
-%s`, adminToken, a, b, route, pluginFile, extra)))
+wasm: {cache_dir: %q}
+%s`, adminToken, a, b, route, pluginFile, filepath.Join(dir, "cache"), extra)))
 	}
 	write("a", plugin, "")
 	g := reloadGateway(t, cfgPath)
@@ -524,7 +526,7 @@ shutdown: {drain_timeout: 5s}
 		t.Fatalf("reload report %s", body)
 	}
 	streams.expectProgress(t, mid)
-	waitUntil(t, "requests after the reload", 10*time.Second, func() bool { return load.total.Load() > 20000 })
+	waitUntil(t, "requests after the reload", 2*time.Minute, func() bool { return load.total.Load() > 20000 })
 	load.finish(t, 20000)
 	after := map[string]int{}
 	for _, s := range load.samples {
@@ -578,7 +580,8 @@ routes: [%s]
 plugins: [%s]
 storage: {enabled: false}
 shutdown: {drain_timeout: 5s}
-`, adminToken, up.Addr(), routes, plugins)))
+wasm: {cache_dir: %q}
+`, adminToken, up.Addr(), routes, plugins, filepath.Join(dir, "cache"))))
 	}
 	write(`{name: r, match: {path_prefix: /}, upstream: demo, plugins: [p]}`,
 		fmt.Sprintf(`{name: p, file: %q, pool_size: 2}`, v1))
