@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 )
 
 // reloadOnSIGHUP re-reads the configuration file, and reloads plugins whose
-// module changed on disk, on every SIGHUP until stop is called. A failed
-// reload is logged and changes nothing.
+// module changed on disk, on every SIGHUP until stop is called (stop may be
+// called more than once). A failed reload is logged and changes nothing.
 func reloadOnSIGHUP(g *gateway.Gateway, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -33,9 +34,12 @@ func reloadOnSIGHUP(g *gateway.Gateway, log *slog.Logger) (stop func()) {
 			cancel()
 		}
 	}()
+	var once sync.Once
 	return func() {
-		signal.Stop(hup)
-		close(done)
-		<-finished
+		once.Do(func() {
+			signal.Stop(hup)
+			close(done)
+			<-finished
+		})
 	}
 }
