@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,7 +248,7 @@ func (l *loadClient) finish(t *testing.T, minTotal int64) {
 // the events each receives.
 type sseStreams struct {
 	counts []atomic.Int64
-	broken atomic.Int64
+	broken atomic.Int64 // streams that ended or skipped an event id
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -272,8 +273,15 @@ func openStreams(t *testing.T, url string, n int) *sseStreams {
 			defer s.wg.Done()
 			defer resp.Body.Close()
 			sc := bufio.NewScanner(resp.Body)
+			last := 0
 			for sc.Scan() {
-				if bytes.HasPrefix(sc.Bytes(), []byte("id:")) {
+				if id, ok := bytes.CutPrefix(sc.Bytes(), []byte("id:")); ok {
+					n, err := strconv.Atoi(strings.TrimSpace(string(id)))
+					if err != nil || n != last+1 {
+						s.broken.Add(1) // an event lost or out of order
+						return
+					}
+					last = n
 					s.counts[i].Add(1)
 				}
 			}
@@ -310,7 +318,7 @@ func (s *sseStreams) expectProgress(t *testing.T, before []int64) {
 		return true
 	})
 	if n := s.broken.Load(); n != 0 {
-		t.Errorf("%d SSE streams ended during reloads", n)
+		t.Errorf("%d SSE streams ended or lost an event during reloads", n)
 	}
 }
 
@@ -370,6 +378,7 @@ wasm: {cache_dir: %q}
 	})
 
 	var lastSwap time.Time
+	begin := streams.snapshot()
 	for i := 1; i <= 20; i++ {
 		next := versions[i%2]
 		before := admin.plugin(t).Version
@@ -379,9 +388,11 @@ wasm: {cache_dir: %q}
 			st := admin.plugin(t)
 			return st.Version > before && st.SHA256 == sha(next)
 		})
-		time.Sleep(50 * time.Millisecond) // let traffic run on this version
+		// Spread the swaps over the run: ~900 requests per version.
+		waitUntil(t, "traffic on this version", time.Minute, func() bool { return load.total.Load() >= int64(i)*900 })
 	}
 	last := "v1" // the 20th replacement installs versions[0]
+	streams.expectProgress(t, begin)
 	mid := streams.snapshot()
 	for _, b := range bad {
 		before := admin.plugin(t)
