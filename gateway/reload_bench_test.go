@@ -45,7 +45,7 @@ listen: 127.0.0.1:0
 admin: {listen: 127.0.0.1:0, token: %s}
 upstreams: [{name: demo, targets: [%q]}]
 routes: [{name: r, match: {path_prefix: /}, upstream: demo, plugins: [p]}]
-plugins: [{name: p, file: %q, pool_size: 2, config: {header: x-version, value: go}}]
+plugins: [{name: p, file: %q, pool_size: 2, queue_timeout: 5s, config: {header: x-version, value: go}}]
 storage: {enabled: false}
 wasm: {cache_dir: %q}
 `, adminToken, up.Addr(), live, filepath.Join(dir, "cache"))), 0o644); err != nil {
