@@ -41,7 +41,8 @@ import (
 var liveKeys = []string{
 	"routes", "upstreams", "plugins",
 	"sessions.idle_timeout", "sessions.max_sessions", "sessions.cleanup_interval",
-	"sse.tracked_event_ids", "sse.tracked_event_ttl", "sse.tracked_streams",
+	"sessions.capture_body_bytes", "sessions.redact",
+	"sse", // the session table's tracking limits and the relay's settings
 }
 
 // ReloadReport says what a configuration reload did.
@@ -260,6 +261,7 @@ func (r *reloader) config(ctx context.Context) (*ReloadReport, error) {
 		upd.Commit()
 	}
 	g.table.Reconfigure(cfg.Sessions, cfg.SSE)
+	g.proxy.SetLive(cfg.SSE, cfg.Sessions)
 	if r.watcher != nil {
 		if err := r.watcher.set(cfg.Plugins); err != nil {
 			g.log.Error("plugin file watcher not updated", "err", err)

@@ -524,7 +524,7 @@ wasm: {cache_dir: %q}
 	time.Sleep(100 * time.Millisecond)
 
 	// Move the route to upstream b; a restart-only key is reported.
-	write("b", plugin, "limits: {max_body_bytes: 1MiB}\nsessions: {max_sessions: 500}\n")
+	write("b", plugin, "limits: {max_body_bytes: 1MiB}\nsessions: {max_sessions: 500}\nsse: {heartbeat: 50ms}\n")
 	mid := streams.snapshot()
 	code, body = admin.do(t, "POST", "/config/reload")
 	swapped := time.Now()
@@ -533,10 +533,28 @@ wasm: {cache_dir: %q}
 		t.Fatalf("reload: %d %s", code, body)
 	}
 	if fmt.Sprint(rep.Routes.Changed) != "[r]" || fmt.Sprint(rep.NeedsRestart) != "[limits.max_body_bytes]" ||
-		fmt.Sprint(rep.Applied) != "[sessions.max_sessions]" || len(rep.Plugins.Changed) != 0 {
+		fmt.Sprint(rep.Applied) != "[sessions.max_sessions sse.heartbeat]" || len(rep.Plugins.Changed) != 0 {
 		t.Fatalf("reload report %s", body)
 	}
 	streams.expectProgress(t, mid)
+	// A stream started after the reload gets the new heartbeat (the default
+	// is 15s): comments while the upstream is silent between its events.
+	req, _ := http.NewRequest("GET", "http://"+g.Addr()+"/sse?n=2&interval=500ms", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := admin.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beats := 0
+	for sc := bufio.NewScanner(resp.Body); sc.Scan() && sc.Text() != "id: 2"; {
+		if strings.HasPrefix(sc.Text(), ":") {
+			beats++
+		}
+	}
+	resp.Body.Close()
+	if beats < 2 {
+		t.Errorf("%d heartbeats in 500ms with sse.heartbeat 50ms", beats)
+	}
 	waitUntil(t, "requests after the reload", 2*time.Minute, func() bool { return load.total.Load() > 20000 })
 	load.finish(t, 20000)
 	after := map[string]int{}

@@ -48,7 +48,8 @@ type Options struct {
 // Proxy serves client requests.
 type Proxy struct {
 	cfg      *config.Config
-	table    atomic.Pointer[routeTable] // swapped whole by SetRoutes
+	table    atomic.Pointer[routeTable]   // swapped whole by SetRoutes
+	live     atomic.Pointer[liveSettings] // replaced by SetLive
 	ups      *upstream.Pools
 	log      *slog.Logger
 	m        *metrics
@@ -57,8 +58,6 @@ type Proxy struct {
 	sink     event.Sink
 	replayer event.Replayer
 
-	redact       redactor
-	captureBody  int
 	maxBody      int64
 	maxHeaders   int
 	writeTimeout time.Duration
@@ -102,8 +101,6 @@ func New(opts Options) (*Proxy, error) {
 		sessions:     opts.Sessions,
 		sink:         opts.Sink,
 		replayer:     opts.Replayer,
-		redact:       newRedactor(cfg.Sessions.Redact),
-		captureBody:  cfg.Sessions.CaptureBodyBytes.N(),
 		maxBody:      int64(cfg.Limits.MaxBodyBytes),
 		maxHeaders:   cfg.Limits.MaxHeaders,
 		writeTimeout: cfg.Limits.WriteTimeout.D(),
@@ -114,6 +111,7 @@ func New(opts Options) (*Proxy, error) {
 		p.sink = event.Discard
 	}
 	p.ups = opts.Upstreams
+	p.SetLive(cfg.SSE, cfg.Sessions)
 	t, err := p.buildRoutes(cfg.Routes, opts.Chains)
 	if err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	p.streams.Add(1)
 	p.m.sseOpen.Inc()
 	rs := &relayState{
-		q:      make(chan *[]byte, max(p.cfg.SSE.PendingEvents, 1)),
+		q:      make(chan *[]byte, max(p.settings().sse.PendingEvents, 1)),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		lastID: replayFrom,
@@ -110,7 +110,7 @@ func (x *exchange) relayRead(rs *relayState) {
 	p := x.p
 	parser, _ := p.parsers.Get().(*sse.Parser)
 	if parser == nil {
-		parser = sse.NewParser(x.body, p.cfg.SSE.MaxEventBytes.N())
+		parser = sse.NewParser(x.body, p.settings().sse.MaxEventBytes.N())
 	} else {
 		parser.Reset(x.body)
 	}
@@ -130,7 +130,7 @@ func (x *exchange) relayRead(rs *relayState) {
 				default:
 					rs.err = err
 					if errors.Is(err, sse.ErrEventTooLarge) {
-						p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.cfg.SSE.MaxEventBytes)
+						p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.settings().sse.MaxEventBytes)
 					} else {
 						x.bodyErr = err
 					}
@@ -190,7 +190,7 @@ func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 		e.EventID = ev.ID
 		e.EventName = ev.Name
 		e.BodyBytes = int64(len(ev.Data))
-		e.Data = append([]byte(nil), ev.Data[:min(len(ev.Data), p.captureBody)]...)
+		e.Data = append([]byte(nil), ev.Data[:min(len(ev.Data), p.settings().captureBody)]...)
 		p.sink.Record(e)
 	}
 	return true
@@ -225,7 +225,7 @@ func (x *exchange) relayWrite(w *bufio.Writer, rs *relayState) (broke bool) {
 	if x.flush(w) != nil {
 		return false
 	}
-	hb := p.cfg.SSE.Heartbeat.D()
+	hb := p.settings().sse.Heartbeat.D()
 	var hbTimer *time.Timer
 	var hbC <-chan time.Time
 	if hb > 0 {
@@ -280,7 +280,7 @@ func (x *exchange) relayWrite(w *bufio.Writer, rs *relayState) (broke bool) {
 
 // flush pushes buffered output to the client under a fresh stall deadline.
 func (x *exchange) flush(w *bufio.Writer) error {
-	if d := x.p.cfg.SSE.WriteStallTimeout.D(); d > 0 {
+	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
 		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
 	}
 	return w.Flush()

@@ -111,3 +111,25 @@ func (p *Proxy) Upstream(route string) (*upstream.Upstream, bool) {
 	}
 	return nil, false
 }
+
+// liveSettings are the proxy settings a configuration reload changes for
+// the requests and streams that start afterwards.
+type liveSettings struct {
+	sse         config.SSE
+	captureBody int
+	redact      redactor
+}
+
+func (p *Proxy) settings() *liveSettings { return p.live.Load() }
+
+// SetLive applies the relay's sse settings (max_event_bytes,
+// pending_events, heartbeat, write_stall_timeout) and the recording
+// settings sessions.capture_body_bytes and sessions.redact to requests and
+// streams that start from now on (a configuration reload).
+func (p *Proxy) SetLive(sse config.SSE, sessions config.Sessions) {
+	p.live.Store(&liveSettings{
+		sse:         sse,
+		captureBody: sessions.CaptureBodyBytes.N(),
+		redact:      newRedactor(sessions.Redact),
+	})
+}
