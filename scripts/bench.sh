@@ -10,9 +10,9 @@
 #         per request over all rounds, from /proc/<pid>/stat utime+stime.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
 #         SSE_INTERVAL per stream, opened over one second per thousand,
-#         held for SSE_SECS in all) through a freshly started gateway:
-#         events/s, id order, and the gateway's peak RSS (VmHWM) minus its
-#         idle RSS, per open stream.
+#         held for SSE_SECS in all), straight from the upstream and then
+#         through a freshly started gateway: events/s, id order, and the
+#         gateway's peak RSS (VmHWM) minus its idle RSS, per open stream.
 #
 # Needs bin/gateway, bin/upstream, bin/loadgen, bin/bareproxy (make bench
 # builds them) and python3 for the table.
@@ -126,16 +126,27 @@ done
 
 rss_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 for n in $SSE_STREAMS; do
+	ramp=$(((n + 999) / 1000))
+	expected=$(python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(ms|s)','$SSE_INTERVAL').groups(); print($n/(float(v)/(1000 if u=='ms' else 1)))")
+	# The same streams straight from the upstream: what this machine
+	# delivers without a proxy in between.
+	out=$("$BIN/loadgen" -mode sse -url "http://127.0.0.1:$UP_PORT/sse?n=0&interval=$SSE_INTERVAL" \
+		-streams "$n" -ramp "${ramp}s" -d "${SSE_SECS}s" -json)
+	echo "{\"kind\":\"sse_direct\",\"streams\":$n,\"expected\":$expected,\"result\":$out}" >>"$RESULTS"
+
 	# A fresh gateway per level, so its peak RSS is this level's.
 	stop_gateway
 	start_gateway
 	sleep 1
 	idle=$(rss_kib "$GW_PID" VmRSS)
-	ramp=$(((n + 999) / 1000))
 	# Where the memory goes: the Go runtime's view, idle and with every
 	# stream open (scraped from the admin /metrics).
 	curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/metrics.idle.$n" || true
-	(sleep $((ramp + 3)) && curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/metrics.open.$n") &
+	if ((ramp + 3 < SSE_SECS)); then
+		(sleep $((ramp + 3)) && curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$TMP/metrics.open.$n") &
+	else
+		true & # too short a run to scrape while every stream is open
+	fi
 	scrape=$!
 	out=$("$BIN/loadgen" -mode sse -url "http://127.0.0.1:$GW_PORT/sse?n=0&interval=$SSE_INTERVAL" \
 		-streams "$n" -ramp "${ramp}s" -d "${SSE_SECS}s" -json)
@@ -145,7 +156,6 @@ for n in $SSE_STREAMS; do
 		awk '$1=="go_goroutines"{g=$2} $1=="go_memstats_stack_inuse_bytes"{s=$2} $1=="go_memstats_heap_inuse_bytes"{h=$2}
 			END{printf "{\"goroutines\":%d,\"stack\":%d,\"heap\":%d}", g, s, h}' "$1" 2>/dev/null || echo null
 	}
-	expected=$(python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(ms|s)','$SSE_INTERVAL').groups(); print($n/(float(v)/(1000 if u=='ms' else 1)))")
 	echo "{\"kind\":\"sse\",\"streams\":$n,\"expected\":$expected,\"idle_rss_kib\":$idle,\"peak_rss_kib\":$peak,\"go_idle\":$(gostats "$TMP/metrics.idle.$n"),\"go_open\":$(gostats "$TMP/metrics.open.$n"),\"result\":$out}" >>"$RESULTS"
 done
 
@@ -186,14 +196,21 @@ for size in (100, 16384):
             rounds = "/".join(f"{x:.0f}" for x in a["rps_all"])
             print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
 print()
-print(f"SSE through the gateway (endless streams, one event per stream every {sys.argv[2]}; events/s after all streams opened)")
-print(f"{'streams':>7} {'opened':>6} {'events/s':>9} {'expected':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
+print(f"SSE (endless streams, one event per stream every {sys.argv[2]}; events/s after all streams opened; RSS of the gateway)")
+print(f"{'streams':>7} {'target':<8} {'opened':>6} {'events/s':>9} {'expected':>9} {'gw/direct':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
+direct = {r["streams"]: r["result"] for r in rows if r["kind"] == "sse_direct"}
+def fails_of(res):
+    fails = {**{"open:" + k: v for k, v in res["open_failed"].items()}, **{"stream:" + k: v for k, v in res["stream_errors"].items()}}
+    return " ".join(f"{k}={v}" for k, v in sorted(fails.items())) or "-"
 for r in (r for r in rows if r["kind"] == "sse"):
     res = r["result"]
+    d = direct.get(r["streams"])
+    if d:
+        print(f"{r['streams']:>7} {'direct':<8} {d['opened']:>6} {d['steady_events_per_s']:9.0f} {r['expected']:9.0f} {'':9} {d['order_errors']:>9} {'':12} {'':12} {'':10}  {fails_of(d)}")
+    ratio = res['steady_events_per_s'] / d['steady_events_per_s'] if d and d['steady_events_per_s'] else float("nan")
     per = (r["peak_rss_kib"] - r["idle_rss_kib"]) / max(res["peak_open"], 1)
-    fails = {**{"open:" + k: v for k, v in res["open_failed"].items()}, **{"stream:" + k: v for k, v in res["stream_errors"].items()}}
-    f = " ".join(f"{k}={v}" for k, v in sorted(fails.items())) or "-"
-    print(f"{r['streams']:>7} {res['opened']:>6} {res['steady_events_per_s']:9.0f} {r['expected']:9.0f} {res['order_errors']:>9} {r['idle_rss_kib']/1024:12.1f} {r['peak_rss_kib']/1024:12.1f} {per:10.1f}  {f}")
+    f = fails_of(res)
+    print(f"{r['streams']:>7} {'gateway':<8} {res['opened']:>6} {res['steady_events_per_s']:9.0f} {r['expected']:9.0f} {ratio:9.2f} {res['order_errors']:>9} {r['idle_rss_kib']/1024:12.1f} {r['peak_rss_kib']/1024:12.1f} {per:10.1f}  {f}")
     gi, go = r.get("go_idle"), r.get("go_open")
     if gi and go and go["goroutines"] and res["peak_open"]:
         n = res["peak_open"]

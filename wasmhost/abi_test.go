@@ -218,7 +218,7 @@ func TestLoadRefusals(t *testing.T) {
 	}
 	out.Reset()
 	if err := CheckFile(&out, all); err != nil || !strings.Contains(out.String(), "abi: v0.2.1") || !strings.Contains(out.String(), "verdict: OK") ||
-		!strings.Contains(out.String(), "env.proxy_http_call") {
+		!strings.Contains(out.String(), "env.proxy_http_call") || !strings.Contains(out.String(), "cpu_limit: meter") {
 		t.Fatalf("CheckFile good: %v\n%s", err, out.String())
 	}
 }

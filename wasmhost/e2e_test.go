@@ -165,6 +165,35 @@ wasm: {cache_dir: %q}
 		t.Fatalf("props: %v", resp.Header)
 	}
 
+	// The other host functions, through the gateway (the upstream echoes
+	// the request headers the plugin set).
+	for test, want := range map[string]map[string]string{
+		"shared": {"Echo-X-Shared": "1"},
+		"metric": {"Echo-X-Metric-Dec": "2"},
+		"misc":   {"Echo-X-Grpc": "12", "Echo-X-Tcp": "12", "Echo-X-Env": "none", "Echo-X-File": "none", "Echo-X-Time-Ok": "1", "Echo-X-Foreign-Missing": "1"},
+		"maps":   {"Echo-X-Size-Match": "1", "Echo-X-Replace": "new"},
+		"queue":  {"Echo-X-Queue-Missing": "1"},
+	} {
+		resp, _ = g.do(t, "GET", "/c/"+test, "X-Test", test, "X-Replace", "old")
+		for k, v := range want {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("%s: %s = %q, want %q", test, k, got, v)
+			}
+		}
+	}
+	mresp, err := g.client.Get(g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{`wasmgate_plugin_counter{name="requests",plugin="all"}`, `wasmgate_plugin_calls_total{callback="proxy_on_request_headers",plugin="all"}`,
+		`wasmgate_plugin_memory_pages{plugin="all"}`} {
+		if !strings.Contains(string(mbody), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	// admin: token required; status lists both plugins; reload swaps a version.
 	req, _ := http.NewRequest("GET", g.admin+"/plugins", nil)
 	r0, err := g.client.Do(req)

@@ -149,6 +149,7 @@ type Host struct {
 
 	ctx    context.Context // canceled by Close: background work stops
 	cancel context.CancelFunc
+	bgMu   sync.Mutex
 	bg     sync.WaitGroup
 	closed atomic.Bool
 	ready  atomic.Bool // every slot exists (metrics may iterate them)
@@ -285,7 +286,10 @@ func (h *Host) Plugins() []string {
 // Close stops every plugin: timers, HTTP calls in flight, VMs, runtimes.
 // Streams still open fail per policy afterwards.
 func (h *Host) Close(ctx context.Context) error {
-	if !h.closed.CompareAndSwap(false, true) {
+	h.bgMu.Lock() // no goBG between this and bg.Wait
+	first := h.closed.CompareAndSwap(false, true)
+	h.bgMu.Unlock()
+	if !first {
 		return nil
 	}
 	h.cancel()
@@ -324,10 +328,13 @@ func (h *Host) Close(ctx context.Context) error {
 
 // go runs f in the background, tracked so Close waits for it.
 func (h *Host) goBG(f func()) bool {
+	h.bgMu.Lock()
 	if h.closed.Load() {
+		h.bgMu.Unlock()
 		return false
 	}
 	h.bg.Add(1)
+	h.bgMu.Unlock()
 	go func() {
 		defer h.bg.Done()
 		f()

@@ -300,3 +300,28 @@ func TestGoGuestUnderConcurrency(t *testing.T) {
 		t.Fatalf("%v plugin errors", v)
 	}
 }
+
+func TestGlobalCallCap(t *testing.T) {
+	hostile := guest(t, wasmbuild.C, "hostile.c")
+	th := newHost(t, Options{MaxCallsInFlight: 1},
+		plugin("spinner", hostile, func(p *config.Plugin) { p.CPULimit = config.Duration(300 * time.Millisecond) }),
+		plugin("other", guest(t, wasmbuild.WAT, "headers.wat"), func(p *config.Plugin) {
+			p.QueueTimeout = config.Duration(20 * time.Millisecond)
+		}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		exchange(t, th.chain(t, refs("spinner")...), reqHeaders("/", "x-hostile", "loop:req_headers"))
+	}()
+	time.Sleep(50 * time.Millisecond)
+	// The only call slot is taken by the spinning guest: another plugin's
+	// call waits queue_timeout, then gets 503.
+	res, _, _ := exchange(t, th.chain(t, refs("other")...), reqHeaders("/"))
+	if res.Action != chain.Respond || res.Response.Status != 503 || !strings.Contains(res.Response.Details, "max_calls_in_flight") {
+		t.Fatalf("%+v %+v", res, res.Response)
+	}
+	<-done
+	if res, _, _ := exchange(t, th.chain(t, refs("other")...), reqHeaders("/")); res.Action != chain.Continue {
+		t.Fatalf("after the slot freed: %+v", res.Response)
+	}
+}

@@ -177,6 +177,11 @@ func CheckFile(w io.Writer, path string) error {
 		m, n, _ := d.Import()
 		fmt.Fprintf(w, "  %s.%s%s\n", m, n, sig(d))
 	}
+	if _, err := meter.Instrument(wasm, meter.Config{}); err != nil {
+		fmt.Fprintf(w, "cpu_limit: watchdog fallback (the meter cannot instrument it: %v)\n", err)
+	} else {
+		fmt.Fprintln(w, "cpu_limit: meter")
+	}
 	if verr != nil {
 		fmt.Fprintf(w, "verdict: BAD (%v)\n", verr)
 		return fmt.Errorf("check %s: %w", path, verr)

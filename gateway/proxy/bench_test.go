@@ -77,7 +77,7 @@ func benchGet(b *testing.B, addr string, size int) {
 		resp := fasthttp.AcquireResponse()
 		req.SetRequestURI("http://" + addr + "/bench")
 		for pb.Next() {
-			if err := hc.DoTimeout(req, resp, 5*time.Second); err != nil {
+			if err := hc.DoTimeout(req, resp, 15*time.Second); err != nil {
 				b.Error(err)
 				return
 			}
@@ -112,7 +112,11 @@ func BenchmarkProxy(b *testing.B) {
 		up := startFastUpstream(b, body)
 		bare := startBareProxy(b, up)
 		cfg := testConfig(b, []string{up}, func(c *config.Config) {
+			// Generous timeouts: the shared machine can stall for seconds.
 			c.Upstreams[0].MaxConnsPerTarget = 512
+			c.Upstreams[0].ConnWaitTimeout = config.Duration(2 * time.Second)
+			c.Upstreams[0].DialTimeout = config.Duration(5 * time.Second)
+			c.Upstreams[0].ResponseHeaderTimeout = config.Duration(10 * time.Second)
 		})
 		g := startGateway(b, cfg, nil, nil)
 		name := map[int]string{100: "100B", 16 << 10: "16KiB"}[size]

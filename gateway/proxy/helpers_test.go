@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"log/slog"
@@ -186,13 +185,4 @@ func statusOf(raw string) int {
 	line, _, _ := strings.Cut(raw, "\r\n")
 	fmt.Sscanf(line, "HTTP/1.1 %d", &code)
 	return code
-}
-
-func readResponse(t testing.TB, br *bufio.Reader) *http.Response {
-	t.Helper()
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
 }

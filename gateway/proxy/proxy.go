@@ -175,7 +175,7 @@ func (p *Proxy) Server() *fasthttp.Server {
 		HeaderReceived:                p.headerReceived,
 		Name:                          "wasmgate",
 		ReadBufferSize:                l.MaxHeaderBytes.N(),
-		WriteBufferSize:               16 << 10,
+		WriteBufferSize:               4 << 10,
 		ReadTimeout:                   l.ReadHeaderTimeout.D(),
 		IdleTimeout:                   l.IdleTimeout.D(),
 		Concurrency:                   l.MaxConns,

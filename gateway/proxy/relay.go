@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -17,8 +16,10 @@ import (
 )
 
 // The SSE relay. Two goroutines serve a stream: the reader parses upstream
-// events, runs each through the chain and queues it; the writer (fasthttp's
-// body-stream writer) sends queued events to the client and flushes each.
+// events, runs each through the chain and queues it; fasthttp's connection
+// goroutine pulls queued events through relayState.Read and writes each as
+// one flushed chunk (no stream-writer goroutine, pipe or extra buffer per
+// stream).
 //
 //   - Backpressure: the queue holds at most sse.pending_events events; when
 //     it is full the reader stops reading, so a slow client slows the
@@ -38,13 +39,24 @@ var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return
 var errUpstreamBroke = errors.New("upstream stream broke")
 
 type relayState struct {
+	x      *exchange
 	q      chan *[]byte
 	stop   chan struct{}
 	done   chan struct{}
 	err    error       // set by the reader before closing q
 	eof    atomic.Bool // the upstream body ended cleanly
 	lastID string      // Last-Event-ID for gateway replay
+
+	// Used by Read and Close only (the connection goroutine).
+	cur     *[]byte
+	pending []byte
+	hb      *time.Timer
+	ended   bool // no more output: Read returns io.EOF
+	tailed  bool // the chain got its final call
+	closed  bool
 }
+
+var heartbeatComment = sse.AppendComment(nil, "")
 
 // relay streams a text/event-stream response to the client event by event.
 func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
@@ -52,6 +64,7 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	p.streams.Add(1)
 	p.m.sseOpen.Inc()
 	rs := &relayState{
+		x:      x,
 		q:      make(chan *[]byte, max(p.settings().sse.PendingEvents, 1)),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -60,39 +73,122 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	if x.session != "" {
 		x.streamKey = x.rt.name + " " + string(ctx.Path())
 	}
-	ctx.Response.Header.SetContentLength(-1)
-	ctx.Response.Header.Del("Content-Length")
+	if hb := p.settings().sse.Heartbeat.D(); hb > 0 {
+		rs.hb = time.NewTimer(hb)
+	}
 	go x.relayRead(rs)
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer p.streams.Done()
-		defer p.m.sseOpen.Dec()
-		broke := x.relayWrite(w, rs)
-		close(rs.stop)
-		// Wake a reader blocked on the upstream; finish releases the
-		// connection (back to the pool only if the body ended cleanly).
-		if x.lease != nil && !rs.eof.Load() {
-			x.lease.Interrupt()
+	// Headers go out at once: a stream may stay silent for long.
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.Response.SetBodyStream(rs, -1)
+}
+
+// Read hands the client the next queued event (or a heartbeat) and arms
+// the stall deadline for the write that follows. It blocks while nothing
+// is queued, which is what keeps an idle stream open.
+func (rs *relayState) Read(b []byte) (int, error) {
+	x := rs.x
+	for len(rs.pending) == 0 {
+		if rs.cur != nil {
+			putBuf(rs.cur)
+			rs.cur = nil
+			x.rt.m.sseRelayed.Inc()
 		}
-		<-rs.done
-		for b := range rs.q {
-			putBuf(b)
+		if rs.ended {
+			return 0, io.EOF
 		}
-		if x.stream != nil {
-			var tail []byte
-			x.stream.ResponseBody(&tail, true)
-			if len(tail) > 0 && !broke {
-				_ = x.writeDeadline()
-				_, _ = w.Write(tail)
-				_ = w.Flush()
+		var hbC <-chan time.Time
+		if rs.hb != nil {
+			hbC = rs.hb.C
+		}
+		select {
+		case e, ok := <-rs.q:
+			if ok {
+				rs.cur, rs.pending = e, *e
+				break
 			}
+			rs.ended = true
+			if rs.err != nil && !errors.Is(rs.err, sse.ErrEventTooLarge) {
+				x.p.log.Warn("upstream SSE stream broke", "route", x.rt.name, "request_id", string(x.reqID), "err", rs.err)
+				// An error, not EOF: fasthttp leaves the chunked body
+				// unterminated and closes, so the client sees the break.
+				return 0, errUpstreamBroke
+			}
+			rs.pending = rs.finalChain()
+		case <-hbC:
+			rs.pending = heartbeatComment
+			x.rt.m.sseHeartbeat.Inc()
+		case <-x.p.closing:
+			rs.ended = true
+			rs.pending = rs.finalChain()
 		}
-		if broke {
-			// Leave the chunked body unterminated: the client must see a
-			// broken stream, not a clean end.
-			_ = x.conn.Close()
+		if rs.hb != nil {
+			rs.hb.Reset(x.p.settings().sse.Heartbeat.D())
 		}
-		x.finish()
-	})
+	}
+	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
+		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
+	}
+	n := copy(b, rs.pending)
+	rs.pending = rs.pending[n:]
+	return n, nil
+}
+
+// finalChain makes the chain's last call (endOfStream) once the reader is
+// done, and returns what it wants sent.
+func (rs *relayState) finalChain() []byte {
+	if rs.tailed || rs.x.stream == nil {
+		rs.tailed = true
+		return nil
+	}
+	rs.stopReader()
+	rs.tailed = true
+	var tail []byte
+	rs.x.stream.ResponseBody(&tail, true)
+	return tail
+}
+
+// stopReader ends the reader goroutine and waits for it.
+func (rs *relayState) stopReader() {
+	select {
+	case <-rs.stop:
+	default:
+		close(rs.stop)
+	}
+	// Wake a reader blocked on the upstream; finish releases the
+	// connection (back to the pool only if the body ended cleanly).
+	if rs.x.lease != nil && !rs.eof.Load() {
+		rs.x.lease.Interrupt()
+	}
+	<-rs.done
+	for b := range rs.q {
+		putBuf(b)
+	}
+}
+
+// Close is called by fasthttp when the response ends, cleanly or not.
+func (rs *relayState) Close() error {
+	if rs.closed {
+		return nil
+	}
+	rs.closed = true
+	x, p := rs.x, rs.x.p
+	rs.stopReader()
+	if !rs.tailed && x.stream != nil {
+		rs.tailed = true
+		var tail []byte
+		x.stream.ResponseBody(&tail, true)
+	}
+	if rs.cur != nil {
+		putBuf(rs.cur)
+		rs.cur = nil
+	}
+	if rs.hb != nil {
+		rs.hb.Stop()
+	}
+	x.finish()
+	p.m.sseOpen.Dec()
+	p.streams.Done()
+	return nil
 }
 
 func putBuf(b *[]byte) {
@@ -110,7 +206,9 @@ func (x *exchange) relayRead(rs *relayState) {
 	p := x.p
 	parser, _ := p.parsers.Get().(*sse.Parser)
 	if parser == nil {
-		parser = sse.NewParser(x.body, p.settings().sse.MaxEventBytes.N())
+		// A small initial buffer (it grows for a large event and shrinks
+		// back): the upstream connection's reader already buffers.
+		parser = sse.NewParserSize(x.body, p.settings().sse.MaxEventBytes.N(), 1<<10)
 	} else {
 		parser.Reset(x.body)
 	}
@@ -118,6 +216,11 @@ func (x *exchange) relayRead(rs *relayState) {
 		parser.Reset(nil)
 		p.parsers.Put(parser)
 	}()
+	if rs.lastID != "" && p.replayer != nil && x.session != "" {
+		if !x.replay(rs) {
+			return
+		}
+	}
 	for {
 		ev, err := parser.Next()
 		if err != nil {
@@ -211,84 +314,10 @@ func (x *exchange) recordPluginEvent(res chain.Result, decision string, ev *sse.
 	x.p.sink.Record(e)
 }
 
-// relayWrite sends queued events to the client until the stream ends. It
-// returns true when the upstream broke (the client connection must then be
-// closed without a clean end).
-func (x *exchange) relayWrite(w *bufio.Writer, rs *relayState) (broke bool) {
-	p := x.p
-	if rs.lastID != "" && p.replayer != nil && x.session != "" {
-		if !x.replay(w, rs) {
-			return false
-		}
-	}
-	// Send the response headers now: a stream may stay silent for long.
-	if x.flush(w) != nil {
-		return false
-	}
-	hb := p.settings().sse.Heartbeat.D()
-	var hbTimer *time.Timer
-	var hbC <-chan time.Time
-	if hb > 0 {
-		hbTimer = time.NewTimer(hb)
-		defer hbTimer.Stop()
-		hbC = hbTimer.C
-	}
-	var scratch []byte
-	for {
-		select {
-		case b, ok := <-rs.q:
-			if !ok {
-				if rs.err != nil && !errors.Is(rs.err, sse.ErrEventTooLarge) {
-					p.log.Warn("upstream SSE stream broke", "route", x.rt.name, "request_id", string(x.reqID), "err", rs.err)
-					return true
-				}
-				return false
-			}
-			_, err := w.Write(*b)
-			putBuf(b)
-			// Write what else is queued before one flush.
-			for err == nil && len(rs.q) > 0 {
-				b2, ok := <-rs.q
-				if !ok {
-					break
-				}
-				_, err = w.Write(*b2)
-				putBuf(b2)
-				x.rt.m.sseRelayed.Inc()
-			}
-			if err == nil {
-				err = x.flush(w)
-			}
-			if err != nil {
-				return false
-			}
-			x.rt.m.sseRelayed.Inc()
-		case <-hbC:
-			scratch = sse.AppendComment(scratch[:0], "")
-			if _, err := w.Write(scratch); err != nil || x.flush(w) != nil {
-				return false
-			}
-			x.rt.m.sseHeartbeat.Inc()
-		case <-p.closing:
-			return false
-		}
-		if hbTimer != nil {
-			hbTimer.Reset(hb)
-		}
-	}
-}
-
-// flush pushes buffered output to the client under a fresh stall deadline.
-func (x *exchange) flush(w *bufio.Writer) error {
-	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
-		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
-	}
-	return w.Flush()
-}
-
-// replay sends the recorded events after rs.lastID (sse.replay: gateway).
-// It returns false when the client went away.
-func (x *exchange) replay(w *bufio.Writer, rs *relayState) bool {
+// replay queues the recorded events after rs.lastID (sse.replay: gateway)
+// ahead of the live ones, with the same backpressure. It returns false when
+// the stream was stopped meanwhile.
+func (x *exchange) replay(rs *relayState) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop, closing := rs.stop, x.p.closing // x may be recycled before this goroutine runs
@@ -300,20 +329,24 @@ func (x *exchange) replay(w *bufio.Writer, rs *relayState) bool {
 		}
 		cancel()
 	}()
-	var buf []byte
 	found, err := x.p.replayer.SSEAfter(ctx, x.session, x.rtStream(), rs.lastID, func(e *event.Event) error {
-		buf = sse.AppendEvent(buf[:0], e.EventID, e.EventName, e.Data)
-		if _, err := w.Write(buf); err != nil {
-			return err
+		b := eventBufPool.Get().(*[]byte)
+		*b = sse.AppendEvent((*b)[:0], e.EventID, e.EventName, e.Data)
+		select {
+		case rs.q <- b:
+			x.rt.m.sseReplayed.Inc()
+			return nil
+		case <-ctx.Done():
+			putBuf(b)
+			return ctx.Err()
 		}
-		x.rt.m.sseReplayed.Inc()
-		return x.flush(w)
 	})
 	if err != nil {
-		x.p.log.Warn("SSE replay failed", "route", x.rt.name, "session", x.session, "last_event_id", rs.lastID, "err", err)
-		return ctx.Err() == nil && !errors.Is(err, io.ErrClosedPipe)
-	}
-	if !found {
+		if ctx.Err() != nil {
+			return false
+		}
+		x.p.log.Warn("SSE replay failed; going live", "route", x.rt.name, "session", x.session, "last_event_id", rs.lastID, "err", err)
+	} else if !found {
 		x.p.log.Info("SSE replay: last event id unknown; going live", "session", x.session, "last_event_id", rs.lastID)
 	}
 	return true

@@ -92,7 +92,7 @@ type gateChain struct{}
 func (gateChain) NewStream(*chain.Info) (chain.Stream, error) { return &gateStream{}, nil }
 func (gateChain) Len() int                                    { return 1 }
 
-type gateStream struct{ buffered bool }
+type gateStream struct{}
 
 func (s *gateStream) RequestHeaders(h *chain.Headers, _ bool) chain.Result {
 	if p, _ := h.Get(":path"); p == "/blocked" {

@@ -8,7 +8,6 @@ import (
 
 type metrics struct {
 	reg    prometheus.Registerer
-	inUse  *prometheus.GaugeVec
 	errors *prometheus.CounterVec
 	waits  *prometheus.CounterVec
 }

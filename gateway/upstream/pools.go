@@ -148,6 +148,12 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 		}
 		return &deadlineConn{Conn: conn, idle: idle, baseIdle: idle, firstByte: idle}
 	}
+	// The read buffer also caps an upstream response header block. Stream
+	// connections are held for long, so they get the smaller default.
+	readBuf := 8 << 10
+	if stream {
+		readBuf = 4 << 10
+	}
 	hc := &fasthttp.HostClient{
 		Addr:                          addr,
 		IsTLS:                         c.TLS,
@@ -160,7 +166,7 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
-		ReadBufferSize:                16 << 10,
+		ReadBufferSize:                readBuf,
 		DialTimeout: func(a string, _ time.Duration) (net.Conn, error) {
 			conn, err := fasthttp.DialTimeout(a, dialTimeout)
 			if err != nil {
