@@ -57,6 +57,7 @@ type Gateway struct {
 	sink        event.Sink
 	replayer    event.Replayer
 	recCloser   io.Closer
+	reload      *reloader // hot reloads (reload.go)
 
 	mu        sync.Mutex
 	ln        net.Listener
@@ -87,6 +88,9 @@ func New(cfg *config.Config, opts Options) (g *Gateway, err error) {
 			g.closeParts()
 		}
 	}()
+	if g.reload, err = newReloader(g); err != nil {
+		return nil, err
+	}
 
 	if g.pools, err = upstream.NewPools(cfg.Upstreams, log, reg); err != nil {
 		return nil, fmt.Errorf("upstream pools: %w", err)
@@ -249,6 +253,9 @@ func (s sessions) End(id, reason string) bool { return s.t.End(id, reason) }
 func (g *Gateway) closeParts() []error {
 	var errs []error
 	g.closeOnce.Do(func() {
+		if g.reload != nil {
+			g.reload.close()
+		}
 		if g.bgCancel != nil {
 			g.bgCancel()
 			g.bgDone.Wait()

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/upstream"
-	"github.com/wasmgate/wasmgate/internal/filewatch"
 	"github.com/wasmgate/wasmgate/wasmhost"
 )
 
@@ -52,7 +49,7 @@ func newChains(cfg *config.Config, g *Gateway) (chain.Builder, io.Closer, error)
 		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
 		defer cancel()
 		start := time.Now()
-		if err := h.Reload(ctx, name); err != nil {
+		if err := g.reload.plugin(ctx, name); err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 			return
 		}
@@ -66,47 +63,13 @@ func newChains(cfg *config.Config, g *Gateway) (chain.Builder, io.Closer, error)
 	}), true)
 	closer := hostCloser{h: h, timeout: cfg.Shutdown.DrainTimeout.D()}
 	if cfg.Wasm.Watch {
-		if closer.w, err = watchPlugins(cfg.Plugins, h, g.Logger()); err != nil {
+		if closer.w, err = newPluginWatcher(cfg.Plugins, g.Logger(), g.reload.plugin); err != nil {
 			_ = closer.Close()
 			return nil, nil, err
 		}
+		g.reload.watcher = closer.w
 	}
 	return h, closer, nil
-}
-
-// watchPlugins reloads a plugin when its file's content changes on disk
-// (written in place or renamed into place). A failed reload leaves the old
-// version serving; the error is logged and shown by GET /plugins.
-func watchPlugins(plugins []config.Plugin, h *wasmhost.Host, log *slog.Logger) (*filewatch.Watcher, error) {
-	byFile := map[string][]string{}
-	var files []string
-	for _, p := range plugins {
-		abs, err := filepath.Abs(p.File)
-		if err != nil {
-			return nil, fmt.Errorf("watch plugin %q: %w", p.Name, err)
-		}
-		if byFile[abs] == nil {
-			files = append(files, abs)
-		}
-		byFile[abs] = append(byFile[abs], p.Name)
-	}
-	w, err := filewatch.New(log, 0, func(path string) {
-		for _, name := range byFile[path] {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			if err := h.Reload(ctx, name); err != nil {
-				log.Error("plugin file changed; reload failed", "plugin", name, "file", path, "err", err)
-			}
-			cancel()
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watch plugin files: %w", err)
-	}
-	if err := w.Set(files); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watch plugin files: %w", err)
-	}
-	return w, nil
 }
 
 func knownPlugin(h *wasmhost.Host, name string) bool {
@@ -128,7 +91,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 type hostCloser struct {
 	h       *wasmhost.Host
-	w       *filewatch.Watcher
+	w       *pluginWatcher
 	timeout time.Duration
 }
 

@@ -142,6 +142,11 @@ type Host struct {
 	shared  *sharedRegistry
 	dog     *watchdog
 
+	// slots and order are replaced whole (never mutated once published)
+	// by a configuration update, under slotsMu; see update.go.
+	slotsMu  sync.RWMutex
+	draining map[*slot]struct{} // replaced by an update, not closed yet
+
 	ctx    context.Context // canceled by Close: background work stops
 	cancel context.CancelFunc
 	bgMu   sync.Mutex
@@ -217,9 +222,17 @@ func (h *Host) Build(route string, refs []config.PluginRef) (chain.Chain, error)
 	if len(refs) == 0 {
 		return chain.Nop, nil
 	}
+	slots, _ := h.snapshot()
+	return h.build(slots, route, refs)
+}
+
+func (h *Host) build(slots map[string]*slot, route string, refs []config.PluginRef) (chain.Chain, error) {
+	if len(refs) == 0 {
+		return chain.Nop, nil
+	}
 	c := &hostChain{host: h, route: route}
 	for _, ref := range refs {
-		s, ok := h.slots[ref.Name]
+		s, ok := slots[ref.Name]
 		if !ok {
 			return nil, fmt.Errorf("route %q: unknown plugin %q", route, ref.Name)
 		}
@@ -240,9 +253,10 @@ func (h *Host) Build(route string, refs []config.PluginRef) (chain.Chain, error)
 
 // Status reports every plugin, in configuration order.
 func (h *Host) Status() []PluginStatus {
-	out := make([]PluginStatus, 0, len(h.order))
-	for _, name := range h.order {
-		out = append(out, h.slots[name].status())
+	slots, order := h.snapshot()
+	out := make([]PluginStatus, 0, len(order))
+	for _, name := range order {
+		out = append(out, slots[name].status())
 	}
 	return out
 }
@@ -252,7 +266,8 @@ func (h *Host) Status() []PluginStatus {
 // Requests in flight finish on the old VMs, which close when drained. On
 // error the old version keeps serving and the error is reported by Status.
 func (h *Host) Reload(ctx context.Context, name string) error {
-	s, ok := h.slots[name]
+	slots, _ := h.snapshot()
+	s, ok := slots[name]
 	if !ok {
 		return fmt.Errorf("reload: unknown plugin %q", name)
 	}
@@ -263,7 +278,10 @@ func (h *Host) Reload(ctx context.Context, name string) error {
 }
 
 // Plugins lists the configured plugin names in order.
-func (h *Host) Plugins() []string { return append([]string(nil), h.order...) }
+func (h *Host) Plugins() []string {
+	_, order := h.snapshot()
+	return append([]string(nil), order...)
+}
 
 // Close stops every plugin: timers, HTTP calls in flight, VMs, runtimes.
 // Streams still open fail per policy afterwards.
@@ -275,10 +293,21 @@ func (h *Host) Close(ctx context.Context) error {
 		return nil
 	}
 	h.cancel()
-	names := append([]string(nil), h.order...)
+	slots, order := h.snapshot()
+	names := append([]string(nil), order...)
 	sort.Strings(names)
+	all := make([]*slot, 0, len(names))
 	for _, n := range names {
-		h.slots[n].close(ctx)
+		all = append(all, slots[n])
+	}
+	h.slotsMu.Lock()
+	for s := range h.draining {
+		all = append(all, s)
+	}
+	h.draining = nil
+	h.slotsMu.Unlock()
+	for _, s := range all {
+		s.close(ctx)
 	}
 	done := make(chan struct{})
 	go func() { h.bg.Wait(); close(done) }()
@@ -287,8 +316,8 @@ func (h *Host) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("close plugin host: %w", ctx.Err())
 	}
-	for _, n := range names {
-		h.slots[n].closeRuntimes(ctx)
+	for _, s := range all {
+		s.closeRuntimes(ctx)
 	}
 	if h.cache != nil {
 		_ = h.cache.Close(ctx)

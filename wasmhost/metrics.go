@@ -224,8 +224,9 @@ func (c *guestCollector) Collect(ch chan<- prometheus.Metric) {
 	if !c.h.ready.Load() {
 		return
 	}
-	for _, name := range c.h.order {
-		s := c.h.slots[name]
+	slots, order := c.h.snapshot()
+	for _, name := range order {
+		s := slots[name]
 		var pages uint64
 		for _, v := range s.versions() {
 			v.mu.Lock()

@@ -216,7 +216,7 @@ func (s *slot) startVersion(ctx context.Context) (*version, error) {
 func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPages uint32) (wazero.Runtime, wazero.CompiledModule, string, bool, error) {
 	metered := false
 	if h.slice > 0 {
-		if inst, err := meter.Instrument(wasm, meter.Config{}); err == nil {
+		if inst, err := instrumentCached(wasm); err == nil {
 			wasm, metered = inst, true
 		} else {
 			h.log.Warn("plugin cannot be metered; using the watchdog CPU limit instead", "plugin", name, "err", err)

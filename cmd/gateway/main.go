@@ -142,10 +142,12 @@ func runCmd(args []string) int {
 		return 1
 	}
 	log.Info("wasmgate running", "version", versionString(), "config", cfg.Source, "proxy", "http://"+g.Addr())
+	stopReload := reloadOnSIGHUP(g, log)
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
+	stopReload()
 	log.Info("shutting down", "signal", s.String(), "drain_timeout", cfg.Shutdown.DrainTimeout.D())
 	go func() {
 		// A second signal skips the drain.

@@ -22,9 +22,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sort"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,7 +53,9 @@ type Options struct {
 // Proxy serves client requests.
 type Proxy struct {
 	cfg      *config.Config
-	routes   []*route // host-specific first, then longest prefix first
+	table    atomic.Pointer[routeTable]   // swapped whole by SetRoutes
+	live     atomic.Pointer[liveSettings] // replaced by SetLive
+	ups      *upstream.Pools
 	log      *slog.Logger
 	m        *metrics
 	ids      *requestIDs
@@ -62,8 +63,6 @@ type Proxy struct {
 	sink     event.Sink
 	replayer event.Replayer
 
-	redact       redactor
-	captureBody  int
 	maxBody      int64
 	maxHeaders   int
 	writeTimeout time.Duration
@@ -107,8 +106,6 @@ func New(opts Options) (*Proxy, error) {
 		sessions:     opts.Sessions,
 		sink:         opts.Sink,
 		replayer:     opts.Replayer,
-		redact:       newRedactor(cfg.Sessions.Redact),
-		captureBody:  cfg.Sessions.CaptureBodyBytes.N(),
 		maxBody:      int64(cfg.Limits.MaxBodyBytes),
 		maxHeaders:   cfg.Limits.MaxHeaders,
 		writeTimeout: cfg.Limits.WriteTimeout.D(),
@@ -118,41 +115,23 @@ func New(opts Options) (*Proxy, error) {
 	if p.sink == nil {
 		p.sink = event.Discard
 	}
-	for _, rc := range cfg.Routes {
-		up, ok := opts.Upstreams.Get(rc.Upstream)
-		if !ok {
-			return nil, fmt.Errorf("route %q: unknown upstream %q", rc.Name, rc.Upstream)
-		}
-		ch := opts.Chains[rc.Name]
-		if ch == nil {
-			ch = chain.Nop
-		}
-		host := strings.ToLower(rc.Match.Host)
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		p.routes = append(p.routes, &route{
-			cfg: rc, name: rc.Name, host: host, prefix: rc.Match.PathPrefix,
-			up: up, chain: ch, m: m.route(rc.Name),
-		})
+	p.ups = opts.Upstreams
+	p.SetLive(cfg.SSE, cfg.Sessions)
+	t, err := p.buildRoutes(cfg.Routes, opts.Chains)
+	if err != nil {
+		return nil, err
 	}
-	sort.SliceStable(p.routes, func(i, j int) bool {
-		a, b := p.routes[i], p.routes[j]
-		if (a.host != "") != (b.host != "") {
-			return a.host != ""
-		}
-		return len(a.prefix) > len(b.prefix)
-	})
+	p.table.Store(t)
 	return p, nil
 }
 
 // match finds the route for host and path: a route naming the host beats
 // one that does not, then the longest path prefix wins.
-func (p *Proxy) match(host, path []byte) *route {
+func (t *routeTable) match(host, path []byte) *route {
 	if i := lastColon(host); i >= 0 {
 		host = host[:i]
 	}
-	for _, r := range p.routes {
+	for _, r := range t.routes {
 		if r.host != "" && !equalFoldASCII(host, r.host) {
 			continue
 		}

@@ -66,7 +66,7 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	p.m.sseOpen.Inc()
 	rs := &relayState{
 		x:      x,
-		q:      make(chan *[]byte, max(p.cfg.SSE.PendingEvents, 1)),
+		q:      make(chan *[]byte, max(p.settings().sse.PendingEvents, 1)),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		lastID: replayFrom,
@@ -74,7 +74,7 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	if x.session != "" {
 		x.streamKey = x.rt.name + " " + string(ctx.Path())
 	}
-	if hb := p.cfg.SSE.Heartbeat.D(); hb > 0 {
+	if hb := p.settings().sse.Heartbeat.D(); hb > 0 {
 		rs.hb = time.NewTimer(hb)
 	}
 	go x.relayRead(rs)
@@ -118,10 +118,10 @@ func (rs *relayState) Read(b []byte) (int, error) {
 			rs.pending = rs.finalChain()
 		}
 		if rs.hb != nil {
-			rs.hb.Reset(x.p.cfg.SSE.Heartbeat.D())
+			rs.hb.Reset(x.p.settings().sse.Heartbeat.D())
 		}
 	}
-	if d := x.p.cfg.SSE.WriteStallTimeout.D(); d > 0 {
+	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
 		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
 	}
 	n := copy(b, rs.pending)
@@ -245,7 +245,7 @@ func (x *exchange) relayRead(rs *relayState) {
 	if parser == nil {
 		// A small initial buffer (it grows for a large event and shrinks
 		// back): the upstream connection's reader already buffers.
-		parser = sse.NewParserSize(x.body, p.cfg.SSE.MaxEventBytes.N(), 1<<10)
+		parser = sse.NewParserSize(x.body, p.settings().sse.MaxEventBytes.N(), 1<<10)
 	} else {
 		parser.Reset(x.body)
 	}
@@ -270,7 +270,7 @@ func (x *exchange) relayRead(rs *relayState) {
 				default:
 					rs.err = err
 					if errors.Is(err, sse.ErrEventTooLarge) {
-						p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.cfg.SSE.MaxEventBytes)
+						p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.settings().sse.MaxEventBytes)
 					} else {
 						x.bodyErr = err
 					}
@@ -330,7 +330,7 @@ func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 		e.EventID = ev.ID
 		e.EventName = ev.Name
 		e.BodyBytes = int64(len(ev.Data))
-		e.Data = append([]byte(nil), ev.Data[:min(len(ev.Data), p.captureBody)]...)
+		e.Data = append([]byte(nil), ev.Data[:min(len(ev.Data), p.settings().captureBody)]...)
 		p.sink.Record(e)
 	}
 	return true

@@ -26,6 +26,7 @@ const inlineBody = 8 << 10
 // fasthttp closes the body stream (exchange.Close).
 type exchange struct {
 	p     *Proxy
+	table *routeTable // held until finish: a reload drains it
 	rt    *route
 	conn  net.Conn
 	resp  *fasthttp.Response
@@ -108,7 +109,8 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		x.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "too many request header fields", nil)
 		return false
 	}
-	rt := p.match(ctx.Host(), ctx.Path())
+	x.table = p.acquireRoutes()
+	rt := x.table.match(ctx.Host(), ctx.Path())
 	if rt == nil {
 		x.fail(ctx, fasthttp.StatusNotFound, "no route for this host and path", nil)
 		return false
@@ -283,6 +285,9 @@ func (x *exchange) finish() {
 	if x.conn != nil && x.p.writeTimeout > 0 {
 		// Bound the write of a buffered response too.
 		_ = x.conn.SetWriteDeadline(time.Now().Add(x.p.writeTimeout))
+	}
+	if x.table != nil {
+		x.table.release()
 	}
 	*x = exchange{scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)

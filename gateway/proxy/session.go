@@ -137,13 +137,13 @@ func (x *exchange) recordRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request
 	e.Method = string(out.Header.Method())
 	e.Path = string(out.Header.RequestURI())
 	for k, v := range out.Header.All() {
-		e.Headers = x.p.redact.add(e.Headers, k, v)
+		e.Headers = x.p.settings().redact.add(e.Headers, k, v)
 	}
 	e.BodyBytes = int64(out.Header.ContentLength())
 	if !out.IsBodyStream() {
 		b := out.Body()
 		e.BodyBytes = int64(len(b))
-		e.Body = append([]byte(nil), b[:min(len(b), x.p.captureBody)]...)
+		e.Body = append([]byte(nil), b[:min(len(b), x.p.settings().captureBody)]...)
 	}
 	x.method, x.path = e.Method, e.Path
 	x.p.sink.Record(e)
@@ -155,7 +155,7 @@ func (x *exchange) recordResponse(h *fasthttp.ResponseHeader) {
 	e.Status = x.status
 	e.Latency = time.Since(x.start)
 	for k, v := range h.All() {
-		e.Headers = x.p.redact.add(e.Headers, k, v)
+		e.Headers = x.p.settings().redact.add(e.Headers, k, v)
 	}
 	e.BodyBytes = int64(h.ContentLength())
 	x.p.sink.Record(e)

@@ -48,7 +48,10 @@ func (m *metrics) register(u *Upstream, t *Target) {
 	gauge := func(name, help string, f func() float64) {
 		// A duplicate target within one registry is a config error caught
 		// by validation; ignore the registration error here.
-		_ = m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f))
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
+		if m.reg.Register(g) == nil {
+			t.gauges = append(t.gauges, g)
+		}
 	}
 	gauge("wasmgate_upstream_conns_in_use", "Requests holding a connection of the target's ordinary pool.",
 		func() float64 { return float64(t.inFlight.Load()) })

@@ -38,12 +38,16 @@ var ErrUnknownUpstream = errors.New("unknown upstream")
 
 // Pools are the connection pools of every configured upstream.
 type Pools struct {
-	byName  map[string]*Upstream
+	byName  atomic.Pointer[map[string]*Upstream] // replaced whole by Update
 	log     *slog.Logger
 	metrics *metrics
+	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+
+	mu      sync.Mutex
+	retired map[*Upstream]struct{} // replaced by Update, not closed yet
 }
 
 // Upstream is one named group of targets.
@@ -55,6 +59,7 @@ type Upstream struct {
 	leastConn bool
 	log       *slog.Logger
 	m         *metrics
+	stop      context.CancelFunc // ends the health-check loop
 }
 
 // Target is one upstream address with its two pools.
@@ -74,6 +79,7 @@ type Target struct {
 	errs        [numKinds]prometheus.Counter
 	waits       prometheus.Counter
 	streamWaits prometheus.Counter
+	gauges      []prometheus.Collector // unregistered when the target is retired
 }
 
 // NewPools builds the pools for cfgs. Active health checks start at once and
@@ -87,34 +93,48 @@ func NewPools(cfgs []config.Upstream, log *slog.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pools{byName: make(map[string]*Upstream, len(cfgs)), log: log, metrics: m, cancel: cancel}
+	p := &Pools{log: log, metrics: m, ctx: ctx, cancel: cancel, retired: map[*Upstream]struct{}{}}
+	byName := make(map[string]*Upstream, len(cfgs))
 	for _, c := range cfgs {
-		if _, dup := p.byName[c.Name]; dup {
+		if _, dup := byName[c.Name]; dup {
 			cancel()
 			return nil, fmt.Errorf("upstream %q defined twice", c.Name)
 		}
-		if len(c.Targets) == 0 {
+		u, err := p.start(c)
+		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("upstream %q has no targets", c.Name)
+			return nil, err
 		}
-		u := &Upstream{Name: c.Name, cfg: c, leastConn: c.Balance == "least_conns", log: log.With("upstream", c.Name), m: m}
-		for _, addr := range c.Targets {
-			t := &Target{Addr: addr, up: u}
-			t.hc = newHostClient(c, addr, c.MaxConnsPerTarget, false)
-			t.stream = newHostClient(c, addr, c.MaxStreamsPerTarget, true)
-			m.register(u, t)
-			u.targets = append(u.targets, t)
-		}
-		p.byName[c.Name] = u
-		if c.HealthCheck.Path != "" {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				u.checkLoop(ctx)
-			}()
-		}
+		byName[c.Name] = u
 	}
+	p.byName.Store(&byName)
 	return p, nil
+}
+
+// start builds one upstream's pools and starts its health checks.
+func (p *Pools) start(c config.Upstream) (*Upstream, error) {
+	if len(c.Targets) == 0 {
+		return nil, fmt.Errorf("upstream %q has no targets", c.Name)
+	}
+	m := p.metrics
+	u := &Upstream{Name: c.Name, cfg: c, leastConn: c.Balance == "least_conns", log: p.log.With("upstream", c.Name), m: m}
+	for _, addr := range c.Targets {
+		t := &Target{Addr: addr, up: u}
+		t.hc = newHostClient(c, addr, c.MaxConnsPerTarget, false)
+		t.stream = newHostClient(c, addr, c.MaxStreamsPerTarget, true)
+		m.register(u, t)
+		u.targets = append(u.targets, t)
+	}
+	ctx, stop := context.WithCancel(p.ctx)
+	u.stop = stop
+	if c.HealthCheck.Path != "" {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			u.checkLoop(ctx)
+		}()
+	}
+	return u, nil
 }
 
 func noRetry(*fasthttp.Request, int, error) (bool, bool) { return false, false }
@@ -160,7 +180,7 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 
 // Get returns the upstream named name.
 func (p *Pools) Get(name string) (*Upstream, bool) {
-	u, ok := p.byName[name]
+	u, ok := (*p.byName.Load())[name]
 	return u, ok
 }
 
@@ -168,7 +188,7 @@ func (p *Pools) Get(name string) (*Upstream, bool) {
 // (bounded by timeout, 0 = the upstream's own timeouts). It is what plugin
 // HTTP callouts use.
 func (p *Pools) Do(upstream string, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
-	u, ok := p.byName[upstream]
+	u, ok := (*p.byName.Load())[upstream]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownUpstream, upstream)
 	}
@@ -186,11 +206,21 @@ func (p *Pools) Close() {
 	}
 	p.cancel()
 	p.wg.Wait()
-	for _, u := range p.byName {
-		for _, t := range u.targets {
-			t.hc.CloseIdleConnections()
-			t.stream.CloseIdleConnections()
-		}
+	for _, u := range *p.byName.Load() {
+		u.closeIdle()
+	}
+	p.mu.Lock()
+	for u := range p.retired {
+		u.closeIdle()
+		delete(p.retired, u)
+	}
+	p.mu.Unlock()
+}
+
+func (u *Upstream) closeIdle() {
+	for _, t := range u.targets {
+		t.hc.CloseIdleConnections()
+		t.stream.CloseIdleConnections()
 	}
 }
 
