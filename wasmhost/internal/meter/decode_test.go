@@ -83,6 +83,8 @@ func TestDecodeRefusesWithName(t *testing.T) {
 		{"unterminated", fn(0x02, 0x40, 0x0b), "unexpected end"},
 		{"huge vector", mod([]byte{secType, 0xff, 0xff, 0xff, 0xff, 0x0f}), "vector length"},
 		{"order", mod([]byte{secFunction, 0}, []byte{secType, 0}), "out of order"},
+		{"locals bomb", mod([]byte{secType, 1, 0x60, 0, 0}, []byte{secFunction, 1, 0},
+			[]byte{secCode, 1, 8, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, typeI32, 0x0b}), "locals (limit"},
 		{"missing code", mod([]byte{secType, 1, 0x60, 0, 0}, []byte{secFunction, 1, 0}), "without code"},
 	}
 	for _, tt := range tests {
@@ -132,8 +134,8 @@ func FuzzDecode(f *testing.F) {
 		if _, err := Decode(out); err != nil {
 			t.Fatalf("metered module does not decode: %v", err)
 		}
-		if len(wasm) > 1<<16 {
-			return // validating big seeds on every run would dominate
+		if len(wasm) > 1<<16 || m.locals > 1<<16 {
+			return // validating big seeds (or wazero's per-local slots) would dominate
 		}
 		cm, err := rt.CompileModule(ctx, wasm)
 		if err != nil {

@@ -285,7 +285,8 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 				cur := frames[len(frames)-1]
 				if in.op == opCallIndirect {
 					regions[cur] += maxLeaf // the callee may be a leaf
-				} else if in.index >= m.importedFuncs && leaves[in.index-m.importedFuncs] >= 0 {
+				} else if in.index >= m.importedFuncs && uint64(in.index-m.importedFuncs) < uint64(len(leaves)) &&
+					leaves[in.index-m.importedFuncs] >= 0 {
 					regions[cur] += leaves[in.index-m.importedFuncs]
 					if n := remap(in.index); n != in.index {
 						edits = append(edits, edit{pos: start, end: r.pos, kind: editRenumber, value: n})

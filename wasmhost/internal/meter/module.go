@@ -59,6 +59,7 @@ type Module struct {
 	codes     []code
 
 	importedFuncs, importedGlobals uint32
+	locals                         uint64 // declared in all functions
 }
 
 type section struct {
@@ -116,6 +117,12 @@ type localGroup struct {
 	n       uint32
 	valType byte
 }
+
+// maxLocals bounds the locals of one function. The format allows 2^32-1
+// in a few bytes, and wazero allocates a slot per declared local while
+// decoding, so a hostile module could make it allocate gigabytes; real
+// toolchains stay in the thousands.
+const maxLocals = 1 << 20
 
 // Decode parses a Wasm 2.0 binary module. Constructs of later proposals
 // (GC, exception handling, tail calls, memory64, multi-memory, threads,
@@ -469,9 +476,10 @@ func (m *Module) decodeCode(r *reader) error {
 			total += uint64(g.n)
 			c.locals = append(c.locals, g)
 		}
-		if total >= 1<<32 {
-			return fr.errorf("too many locals (%d)", total)
+		if total > maxLocals {
+			return fr.errorf("function declares %d locals (limit %d)", total, maxLocals)
 		}
+		m.locals += total
 		c.offset = fr.base + fr.pos
 		c.body = b[fr.pos:]
 		if c.leafCost, err = checkBody(&reader{b: c.body, base: c.offset}); err != nil {
