@@ -14,13 +14,18 @@ build:
 	$(GO) build -o $(BIN)/upstream ./examples/upstream
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
 
-# Starts the demo upstream and the gateway in the foreground; Ctrl-C stops both.
-run: build
+# Builds the five example plugins (installing their toolchains when missing),
+# then starts the demo upstream and the gateway in the foreground with the
+# example plugins on their own routes (examples/plugins.yaml); Ctrl-C stops both.
+run: build examples
 	@echo "demo upstream on 127.0.0.1:9000; gateway on http://127.0.0.1:8080 (admin http://127.0.0.1:9901)"
-	@echo "try: curl -i http://127.0.0.1:8080/json   or   curl -N http://127.0.0.1:8080/sse"
+	@echo "try: curl -i http://127.0.0.1:8080/json                                   (no plugin)"
+	@echo "     curl -i -H 'Host: go.example' http://127.0.0.1:8080/json             (401 from the Go plugin)"
+	@echo "     curl -i -H 'Host: c.example' -H 'X-Api-Key: s3cret' http://127.0.0.1:8080/json"
+	@echo "     curl -N -H 'Host: rust.example' -H 'X-Api-Key: s3cret' http://127.0.0.1:8080/sse/mixed"
 	@trap 'kill 0' INT TERM EXIT; \
 	  $(BIN)/upstream -listen 127.0.0.1:9000 & \
-	  $(BIN)/gateway run -config examples/gateway.yaml
+	  $(BIN)/gateway run -config examples/plugins.yaml
 
 toolchains:
 	bash scripts/toolchains.sh
