@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v clang >/dev/null || missing+=(clang)
 command -v wasm-ld >/dev/null || missing+=(lld)
-[ -d /usr/share/wasi-sysroot ] || [ -d /usr/lib/wasi-sysroot ] || missing+=(wasi-libc)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || missing+=(wasi-libc)
 ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || missing+=(libclang-rt-14-dev-wasm32)
 command -v wat2wasm >/dev/null || missing+=(wabt)
 [ -x /usr/bin/rustc ] || missing+=(rustc)
