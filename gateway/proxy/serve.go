@@ -213,6 +213,20 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 			ctx.Response.SetBody(resp.Body()) // resp is released before the write
 			return false
 		}
+		if !isSSE {
+			// Already whole in memory: one body call with end_of_stream,
+			// answered with a Content-Length, instead of a chunked stream
+			// and a second, empty call.
+			data := resp.Body()
+			if len(data) > 0 {
+				if res := x.stream.ResponseBody(&data, true); res.Action == chain.Respond {
+					x.local(ctx, res)
+					return false
+				}
+			}
+			ctx.Response.SetBody(data)
+			return false
+		}
 		x.body = bytes.NewReader(resp.Body())
 	} else {
 		x.body = resp.BodyStream()
