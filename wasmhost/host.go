@@ -343,9 +343,13 @@ func (h *Host) goBG(f func()) bool {
 }
 
 // acquireCall takes one global call slot, waiting until deadline at most.
-func (h *Host) acquireCall(deadline time.Time) bool {
+func (h *Host) acquireCall(deadline time.Time) bool { return sendBy(h.calls, deadline) }
+
+// sendBy takes a slot of a semaphore channel, waiting until deadline at most.
+// The fast path allocates no timer.
+func sendBy(sem chan struct{}, deadline time.Time) bool {
 	select {
-	case h.calls <- struct{}{}:
+	case sem <- struct{}{}:
 		return true
 	default:
 	}
@@ -356,7 +360,7 @@ func (h *Host) acquireCall(deadline time.Time) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case h.calls <- struct{}{}:
+	case sem <- struct{}{}:
 		return true
 	case <-t.C:
 		return false

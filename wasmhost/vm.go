@@ -256,25 +256,7 @@ func (m *vm) setEffHTTP(c *httpCtx) {
 }
 
 // tryLock takes the VM's call lock, waiting until deadline at most.
-func (m *vm) tryLock(deadline time.Time) bool {
-	select {
-	case m.lock <- struct{}{}:
-		return true
-	default:
-	}
-	d := time.Until(deadline)
-	if d <= 0 {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case m.lock <- struct{}{}:
-		return true
-	case <-t.C:
-		return false
-	}
-}
+func (m *vm) tryLock(deadline time.Time) bool { return sendBy(m.lock, deadline) }
 
 func (m *vm) unlock() {
 	m.finishDone()
