@@ -487,16 +487,9 @@ func hRemoveHeaderMapValue(m *vm, s []uint64) uint32 {
 // Stream control.
 
 func hContinueStream(m *vm, s []uint64) uint32 {
-	switch uint32(s[0]) {
-	case streamHTTPRequest, streamHTTPResponse:
-	case streamDownstream, streamUpstream:
-		return statusUnimplemented
-	default:
-		return statusBadArgument
-	}
-	c := m.effHTTP
+	c, st := streamTarget(m, s)
 	if c == nil {
-		return statusNotFound
+		return st
 	}
 	c.mu.Lock()
 	if c.resume == nil {
@@ -508,22 +501,32 @@ func hContinueStream(m *vm, s []uint64) uint32 {
 }
 
 func hCloseStream(m *vm, s []uint64) uint32 {
-	switch uint32(s[0]) {
-	case streamHTTPRequest, streamHTTPResponse:
-	case streamDownstream, streamUpstream:
-		return statusUnimplemented
-	default:
-		return statusBadArgument
-	}
-	c := m.effHTTP
+	c, st := streamTarget(m, s)
 	if c == nil {
-		return statusNotFound
+		return st
 	}
 	c.mu.Lock()
 	c.closed = true
 	c.wakeLocked()
 	c.mu.Unlock()
 	return statusOK
+}
+
+// streamTarget checks the stream type argument of continue/close_stream and
+// returns the effective HTTP context, or nil and the status to answer.
+// The TCP stream types are served by no gateway route: Unimplemented.
+func streamTarget(m *vm, s []uint64) (*httpCtx, uint32) {
+	switch uint32(s[0]) {
+	case streamHTTPRequest, streamHTTPResponse:
+	case streamDownstream, streamUpstream:
+		return nil, statusUnimplemented
+	default:
+		return nil, statusBadArgument
+	}
+	if m.effHTTP == nil {
+		return nil, statusNotFound
+	}
+	return m.effHTTP, statusOK
 }
 
 func hGetStatus(m *vm, s []uint64) uint32 {
