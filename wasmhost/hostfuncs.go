@@ -428,27 +428,38 @@ func hGetHeaderMapValue(m *vm, s []uint64) uint32 {
 	return m.out([]byte(v), s[3], s[4])
 }
 
+// writableHeaderMap returns the header map of type t, locked for writing;
+// the caller runs unlock when done. A read-only map is NotFound.
+func (m *vm) writableHeaderMap(t uint32) (h *chain.Headers, unlock func(), st uint32) {
+	h, writable, c, st := m.headerMap(t)
+	if st != statusOK {
+		return nil, nil, st
+	}
+	unlock = func() {}
+	if c != nil {
+		unlock = c.mu.Unlock
+	}
+	if !writable {
+		unlock()
+		return nil, nil, statusNotFound
+	}
+	return h, unlock, statusOK
+}
+
 func (m *vm) modifyHeader(s []uint64, op func(h *chain.Headers, k, v string)) uint32 {
 	key, ok := m.readString(s[1], s[2])
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	var val string
-	if op != nil && len(s) >= 5 {
-		if val, ok = m.readString(s[3], s[4]); !ok {
-			return statusInvalidMemoryAccess
-		}
+	val, ok := m.readString(s[3], s[4])
+	if !ok {
+		return statusInvalidMemoryAccess
 	}
-	h, writable, c, st := m.headerMap(uint32(s[0]))
+	h, unlock, st := m.writableHeaderMap(uint32(s[0]))
 	if st != statusOK {
 		return st
 	}
-	if c != nil {
-		defer c.mu.Unlock()
-	}
-	if !writable {
-		return statusNotFound
-	}
+	defer unlock()
 	if len(*h) >= maxHeaderMapFields || serializedSize(*h)+len(key)+len(val)+10 > maxHeaderMapBytes {
 		m.ver.s.logs.warn("header map limit reached; header not added", "header", key)
 		return statusBadArgument
@@ -470,16 +481,11 @@ func hRemoveHeaderMapValue(m *vm, s []uint64) uint32 {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	h, writable, c, st := m.headerMap(uint32(s[0]))
+	h, unlock, st := m.writableHeaderMap(uint32(s[0]))
 	if st != statusOK {
 		return st
 	}
-	if c != nil {
-		defer c.mu.Unlock()
-	}
-	if !writable {
-		return statusNotFound
-	}
+	defer unlock()
 	h.Del(key)
 	return statusOK
 }
