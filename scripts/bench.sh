@@ -8,6 +8,7 @@
 #         alternating: median requests/s, median p99 latency, and the CPU time
 #         the measured process (upstream for "direct", else the proxy) spent
 #         per request over all rounds, from /proc/<pid>/stat utime+stime.
+#         HTTP=0 skips this part.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
 #         SSE_INTERVAL per stream, opened over one second per thousand,
 #         held for SSE_SECS in all), straight from the upstream and then
@@ -25,6 +26,7 @@ ROUND_SECS=${ROUND_SECS:-2}
 SSE_SECS=${SSE_SECS:-12}
 SSE_INTERVAL=${SSE_INTERVAL:-100ms}
 SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
+HTTP=${HTTP:-1} # HTTP=0 runs only the SSE part
 
 for b in gateway upstream loadgen bareproxy; do
 	if [[ ! -x $BIN/$b ]]; then
@@ -104,6 +106,7 @@ echo "bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); HTTP
 port_of() { case $1 in direct) echo "$UP_PORT" ;; bare) echo "$BARE_PORT" ;; gateway) echo "$GW_PORT" ;; esac; }
 pid_of() { case $1 in direct) echo "$UP_PID" ;; bare) echo "$BARE_PID" ;; gateway) echo "$GW_PID" ;; esac; }
 for size in 100 16384; do
+	((HTTP)) || break
 	for conns in 64 256; do
 		for target in direct bare gateway; do
 			"$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d 500ms >/dev/null 2>&1
@@ -180,9 +183,10 @@ def agg(rs):
             "cpu_us": ticks / rs[0]["clk_tck"] * 1e6 / reqs if reqs else float("nan"),
             "errors": " ".join(f"{k}={v}" for k, v in sorted(errs.items())) or "-"}
 http = {k: agg(v) for k, v in groups.items()}
-print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
+if http:
+  print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
 print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
-for size in (100, 16384):
+for size in (100, 16384) if http else ():
     for conns in (64, 256):
         for t in ("direct", "bare", "gateway"):
             a = http[(size, conns, t)]
@@ -195,7 +199,8 @@ for size in (100, 16384):
             label = "100B" if size == 100 else "16KiB"
             rounds = "/".join(f"{x:.0f}" for x in a["rps_all"])
             print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
-print()
+if http:
+  print()
 print(f"SSE (endless streams, one event per stream every {sys.argv[2]}; events/s after all streams opened; RSS of the gateway)")
 print(f"{'streams':>7} {'target':<8} {'opened':>6} {'events/s':>9} {'expected':>9} {'gw/direct':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
 direct = {r["streams"]: r["result"] for r in rows if r["kind"] == "sse_direct"}

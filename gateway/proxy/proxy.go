@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,20 @@ type Proxy struct {
 	streams   sync.WaitGroup // open SSE relays
 	closing   chan struct{}
 	closeOnce sync.Once
+
+	relaysMu     sync.Mutex
+	relays       map[*relayState]struct{} // open SSE relays, for Close
+	relaysClosed bool
+
+	// Connections against limits.max_conns: those fasthttp serves
+	// (counted by connState) and those the SSE relay hijacked from it.
+	maxConns int64
+	served   atomic.Int64
+	hijacked atomic.Int64
 }
+
+// serverName is the Server header of the gateway's own responses.
+const serverName = "wasmgate"
 
 type route struct {
 	cfg    config.Route
@@ -111,6 +125,8 @@ func New(opts Options) (*Proxy, error) {
 		writeTimeout: cfg.Limits.WriteTimeout.D(),
 		bodyTimeout:  cfg.Limits.IdleTimeout.D(),
 		closing:      make(chan struct{}),
+		relays:       make(map[*relayState]struct{}),
+		maxConns:     int64(cfg.Limits.MaxConns),
 	}
 	if p.sink == nil {
 		p.sink = event.Discard
@@ -178,7 +194,7 @@ func (p *Proxy) Server() *fasthttp.Server {
 		Handler:                       p.Serve,
 		ErrorHandler:                  p.serverError,
 		HeaderReceived:                p.headerReceived,
-		Name:                          "wasmgate",
+		Name:                          serverName,
 		ReadBufferSize:                l.MaxHeaderBytes.N(),
 		WriteBufferSize:               4 << 10,
 		ReadTimeout:                   l.ReadHeaderTimeout.D(),
@@ -192,10 +208,38 @@ func (p *Proxy) Server() *fasthttp.Server {
 		NoDefaultServerHeader:         true,
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
+		KeepHijackedConns:             true, // the SSE relay owns and closes them
+		ConnState:                     p.connState,
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{p.log},
 	}
 }
+
+// connState keeps limits.max_conns counting the connections the SSE relay
+// hijacked: fasthttp stops counting a connection once it is hijacked, so a
+// new connection is refused here when served plus hijacked ones reach the
+// limit (fasthttp's own Concurrency limit still bounds the served ones).
+func (p *Proxy) connState(c net.Conn, s fasthttp.ConnState) {
+	switch s {
+	case fasthttp.StateNew:
+		if n := p.served.Add(1); p.maxConns > 0 && n+p.hijacked.Load() > p.maxConns {
+			p.m.rejected.WithLabelValues("503").Inc()
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = io.WriteString(c, connLimitResponse)
+			_ = c.Close()
+		}
+	case fasthttp.StateHijacked, fasthttp.StateClosed:
+		p.served.Add(-1)
+	}
+}
+
+// connLimitResponse refuses a connection over limits.max_conns.
+var connLimitResponse = func() string {
+	body := "too many connections (limits.max_conns)\n"
+	return "HTTP/1.1 503 Service Unavailable\r\nServer: " + serverName +
+		"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) +
+		"\r\nConnection: close\r\n\r\n" + body
+}()
 
 // headerReceived replaces the header-read deadline with the (longer) body
 // deadline once the header block is in, for requests that have a body.
@@ -250,10 +294,29 @@ func writeError(ctx *fasthttp.RequestCtx, code int, reason string, reqID []byte)
 // deadline.
 func (p *Proxy) Close(deadline time.Time) {
 	p.closeOnce.Do(func() { close(p.closing) })
+	p.relaysMu.Lock()
+	p.relaysClosed = true
+	for rs := range p.relays {
+		rs.shutdown()
+	}
+	p.relaysMu.Unlock()
 	done := make(chan struct{})
 	go func() { p.streams.Wait(); close(done) }()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	// Past the deadline: close what is left (a client not taking its last
+	// events) and let the relays finish.
+	p.relaysMu.Lock()
+	for rs := range p.relays {
+		rs.force()
+	}
+	p.relaysMu.Unlock()
+	t.Reset(time.Second)
 	select {
 	case <-done:
 	case <-t.C:

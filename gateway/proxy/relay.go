@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,217 +17,435 @@ import (
 	"github.com/wasmgate/wasmgate/gateway/sse"
 )
 
-// The SSE relay. Two goroutines serve a stream: the reader parses upstream
-// events, runs each through the chain and queues it; fasthttp's connection
-// goroutine pulls queued events through relayState.Read and writes each as
-// one flushed chunk (no stream-writer goroutine, pipe or extra buffer per
-// stream).
+// The SSE relay. Once the response headers are decided the client
+// connection is hijacked from fasthttp and ONE goroutine serves the stream:
+// it reads the upstream, parses events, runs each through the chain and
+// writes it to the client itself (status line, headers and chunked framing
+// included). An open stream therefore holds no fasthttp connection state
+// (its 16 KiB read buffer, write buffer, request context and goroutine go
+// back to fasthttp at once), one goroutine stack, the upstream connection's
+// read buffer and the parser's small buffer; output is gathered in a pooled
+// buffer that is returned before the relay blocks on the upstream.
 //
-//   - Backpressure: the queue holds at most sse.pending_events events; when
-//     it is full the reader stops reading, so a slow client slows the
-//     upstream read instead of growing memory.
-//   - Stalled clients: every flush gets a fresh write deadline of
-//     sse.write_stall_timeout (never an absolute deadline on the stream),
-//     so a client that takes nothing for that long is dropped.
-//   - Heartbeats: after sse.heartbeat without output a comment goes out,
-//     which also detects a vanished client on an idle stream.
-//   - A client that goes away makes the writer fail; closing the upstream
-//     body then interrupts the reader and releases the upstream connection.
+//   - Flushing: events the upstream already delivered are gathered, up to
+//     sse.pending_events of them, and go out in one chunk; before the relay
+//     waits for more upstream bytes it writes what it gathered, so no event
+//     waits for a later one.
+//   - Backpressure: while the client's socket is full the write blocks, and
+//     the upstream is not read meanwhile: a slow client slows the upstream
+//     instead of growing memory (at most sse.pending_events events are held).
+//   - Stalled clients: every write gets a fresh deadline of
+//     sse.write_stall_timeout (never an absolute deadline on the stream), so
+//     a client that takes nothing for that long is dropped.
+//   - Heartbeats: after sse.heartbeat without output a timer writes a
+//     comment, which also detects a vanished client on an idle stream; a
+//     failed heartbeat closes the upstream connection to wake the relay.
+//   - A client that goes away makes a write fail; the upstream connection
+//     is then closed (not reused).
 //   - An upstream that breaks mid-stream closes the client connection
 //     without the terminating chunk, so the client sees the break.
+//   - Proxy.Close ends every stream cleanly (the chain's final call, the
+//     terminating chunk); past its deadline it closes the connections.
+//   - A hijacked connection stays counted against limits.max_conns (see
+//     Proxy.connState) and limits.max_conns_per_ip until the relay closes it.
 
-var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+var (
+	eventBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	outBufPool   = sync.Pool{New: func() any { b := make([]byte, 0, 2<<10); return &b }}
+)
 
-var errUpstreamBroke = errors.New("upstream stream broke")
+const (
+	// chunkRoom is kept free at the start of an output buffer for the chunk
+	// size line, written once the size is known.
+	chunkRoom = 18
+	// maxBatch bounds one write of gathered events.
+	maxBatch = 32 << 10
+	// hijackWait bounds the wait for fasthttp to hand over a hijacked
+	// connection; it only runs out when fasthttp dropped it instead.
+	hijackWait = 10 * time.Second
+)
+
+var (
+	errClientGone = errors.New("client gone")
+	errEnding     = errors.New("stream ending")
+
+	heartbeatComment = sse.AppendComment(nil, "")
+	heartbeatChunk   = appendChunk(nil, heartbeatComment)
+	lastChunk        = []byte("0\r\n\r\n")
+)
+
+// relayState.owner: who closes the client connection.
+const (
+	connOwned int32 = 1 + iota
+	connLost
+)
+
+// Why a stream ends before its upstream does (relayState.ending).
+const (
+	live        int32 = iota
+	endClient         // a write to the client failed
+	endShutdown       // Proxy.Close: end cleanly
+	endForced         // Proxy.Close's deadline passed: connections closed
+)
 
 type relayState struct {
-	x      *exchange
-	q      chan *[]byte
-	stop   chan struct{}
-	done   chan struct{}
-	err    error       // set by the reader before closing q
-	eof    atomic.Bool // the upstream body ended cleanly
-	lastID string      // Last-Event-ID for gateway replay
+	x       *exchange
+	chunked bool
+	lastID  string        // Last-Event-ID for gateway replay
+	ready   chan struct{} // closed when fasthttp hands the connection over
+	owner   atomic.Int32  // connOwned once handed over, connLost if never
+	head    *[]byte       // the response header block
 
-	// Used by Read and Close only (the connection goroutine).
-	cur     *[]byte
-	pending []byte
-	hb      *time.Timer
-	ended   bool // no more output: Read returns io.EOF
-	qClosed bool // the reader closed q (seen by Read)
-	tailed  bool // the chain got its final call
-	closed  bool
+	wmu      sync.Mutex // one writer at a time: the relay or a heartbeat
+	finished bool       // under wmu: x and its lease are being released
+	hb       *time.Timer
+
+	out    *[]byte // gathered output (pooled), nil when nothing is gathered
+	events int     // events in out
+	tailed bool    // the chain got its final call
+
+	ending      atomic.Int32
+	interrupted atomic.Bool        // the upstream connection was closed under the reader
+	cancel      context.CancelFunc // a replay in progress; under Proxy.relaysMu
 }
 
-var heartbeatComment = sse.AppendComment(nil, "")
-
-// relay streams a text/event-stream response to the client event by event.
+// relay streams a text/event-stream response to the client event by event
+// on a hijacked connection. The response header must be final.
 func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	p := x.p
-	p.streams.Add(1)
-	p.m.sseOpen.Inc()
-	rs := &relayState{
-		x:      x,
-		q:      make(chan *[]byte, max(p.settings().sse.PendingEvents, 1)),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		lastID: replayFrom,
+	rs := &relayState{x: x, lastID: replayFrom, ready: make(chan struct{})}
+	h := &ctx.Response.Header
+	rs.chunked = ctx.Request.Header.IsHTTP11()
+	h.SetContentLength(-1)
+	if !rs.chunked {
+		// An HTTP/1.0 client reads the stream until the connection closes.
+		h.Del(fasthttp.HeaderTransferEncoding)
 	}
+	// The connection ends with the stream: fasthttp no longer owns it.
+	h.SetConnectionClose()
+	if len(h.Server()) == 0 {
+		h.SetServer(serverName)
+	}
+	head := outBufPool.Get().(*[]byte)
+	*head = h.AppendBytes((*head)[:0])
+	rs.head = head
 	if x.session != "" {
 		x.streamKey = x.rt.name + " " + string(ctx.Path())
 	}
-	if hb := p.settings().sse.Heartbeat.D(); hb > 0 {
-		rs.hb = time.NewTimer(hb)
-	}
-	go x.relayRead(rs)
-	// Headers go out at once: a stream may stay silent for long.
-	ctx.Response.ImmediateHeaderFlush = true
-	ctx.Response.SetBodyStream(rs, -1)
+	p.streams.Add(1)
+	p.m.sseOpen.Inc()
+	p.register(rs)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(rs.hijacked)
+	go rs.run()
 }
 
-// Read hands the client the next queued event (or a heartbeat) and arms
-// the stall deadline for the write that follows. It blocks while nothing
-// is queued, which is what keeps an idle stream open.
-func (rs *relayState) Read(b []byte) (int, error) {
-	x := rs.x
-	for len(rs.pending) == 0 {
-		rs.release()
-		if rs.ended {
-			return 0, io.EOF
+// hijacked runs when fasthttp hands over the connection (Server has
+// KeepHijackedConns, so it neither closes it nor keeps its buffers).
+func (rs *relayState) hijacked(c net.Conn) {
+	if !rs.owner.CompareAndSwap(0, connOwned) {
+		_ = c.Close() // the relay gave up waiting
+		return
+	}
+	rs.x.p.hijacked.Add(1)
+	close(rs.ready)
+}
+
+func (rs *relayState) run() {
+	x, p := rs.x, rs.x.p
+	defer rs.finish()
+	t := time.NewTimer(hijackWait)
+	select {
+	case <-rs.ready:
+		t.Stop()
+	case <-t.C:
+		if rs.owner.CompareAndSwap(0, connLost) {
+			// fasthttp closed the connection instead of handing it over.
+			rs.ending.CompareAndSwap(live, endClient)
+			return
 		}
-		if rs.qClosed {
-			if err := rs.upstreamEnded(); err != nil {
-				return 0, err
+		<-rs.ready
+	}
+	err := rs.write(*rs.head)
+	putOut(rs.head)
+	rs.head = nil
+	if err != nil {
+		return
+	}
+	if hb := p.settings().sse.Heartbeat.D(); hb > 0 {
+		rs.wmu.Lock()
+		rs.hb = time.AfterFunc(hb, rs.heartbeat)
+		rs.wmu.Unlock()
+	}
+	parser, _ := p.parsers.Get().(*sse.Parser)
+	if parser == nil {
+		// A small initial buffer (it grows for a large event and shrinks
+		// back): the upstream connection's reader already buffers.
+		parser = sse.NewParserSize(rs, p.settings().sse.MaxEventBytes.N(), 1<<10)
+	} else {
+		parser.Reset(rs)
+	}
+	defer func() {
+		parser.Reset(nil)
+		p.parsers.Put(parser)
+	}()
+	if rs.lastID != "" && p.replayer != nil && x.session != "" {
+		x.replay(rs)
+	}
+	for rs.ending.Load() == live {
+		var ev *sse.Event
+		if ev, err = parser.Next(); err != nil {
+			break
+		}
+		if ev.Dispatchable() {
+			if x.stream == nil {
+				raw := ev.Raw
+				x.relayEvent(ev, &raw)
+				rs.add(raw)
+			} else {
+				b := eventBufPool.Get().(*[]byte)
+				*b = append((*b)[:0], ev.Raw...)
+				if x.relayEvent(ev, b) {
+					rs.add(*b)
+				}
+				putBuf(b)
 			}
-			continue
+		} else {
+			rs.add(ev.Raw)
 		}
-		var hbC <-chan time.Time
-		if rs.hb != nil {
-			hbC = rs.hb.C
-		}
-		select {
-		case e, ok := <-rs.q:
-			if !ok {
-				rs.qClosed = true
-				continue
+		if rs.events >= max(p.settings().sse.PendingEvents, 1) || (rs.out != nil && len(*rs.out) >= maxBatch) {
+			if err = rs.flush(); err != nil {
+				break
 			}
-			rs.cur, rs.pending = e, *e
-		case <-hbC:
-			rs.pending = heartbeatComment
-			x.rt.m.sseHeartbeat.Inc()
-		case <-x.p.closing:
-			rs.ended = true
-			rs.pending = rs.finalChain()
-		}
-		if rs.hb != nil {
-			rs.hb.Reset(x.p.settings().sse.Heartbeat.D())
 		}
 	}
-	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
+	rs.end(err)
+}
+
+// Read is the parser's reader: it writes out what was gathered before it
+// waits for more upstream bytes.
+func (rs *relayState) Read(b []byte) (int, error) {
+	if rs.out != nil {
+		if err := rs.flush(); err != nil {
+			return 0, err
+		}
+	}
+	if rs.ending.Load() != live {
+		return 0, errEnding
+	}
+	n, err := rs.x.body.Read(b)
+	if err == io.EOF {
+		rs.x.upEOF = true
+	}
+	return n, err
+}
+
+// add gathers one event (or comment block) for the next write.
+func (rs *relayState) add(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if rs.out == nil {
+		rs.out = outBufPool.Get().(*[]byte)
+		*rs.out = (*rs.out)[:chunkRoom]
+	}
+	*rs.out = append(*rs.out, b...)
+	rs.events++
+}
+
+// flush writes what was gathered as one chunk.
+func (rs *relayState) flush() error {
+	out, n := rs.out, rs.events
+	rs.out, rs.events = nil, 0
+	b := *out
+	if rs.chunked {
+		size := len(b) - chunkRoom
+		b = append(b, '\r', '\n')
+		*out = b
+		var line [chunkRoom]byte
+		l := strconv.AppendInt(line[:0], int64(size), 16)
+		l = append(l, '\r', '\n')
+		b = b[chunkRoom-len(l):]
+		copy(b, l)
+	} else {
+		b = b[chunkRoom:]
+	}
+	err := rs.write(b)
+	putOut(out)
+	if err == nil {
+		rs.x.rt.m.sseRelayed.Add(float64(n))
+	}
+	return err
+}
+
+// write sends b to the client under the stall deadline.
+func (rs *relayState) write(b []byte) error {
+	rs.wmu.Lock()
+	defer rs.wmu.Unlock()
+	return rs.writeLocked(b)
+}
+
+func (rs *relayState) writeLocked(b []byte) error {
+	x := rs.x
+	s := &x.p.settings().sse
+	if d := s.WriteStallTimeout.D(); d > 0 {
 		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
 	}
-	n := copy(b, rs.pending)
-	rs.pending = rs.pending[n:]
-	// Events already queued go out in the same chunk: one write and flush
-	// for a burst instead of one per event.
-	for len(rs.pending) == 0 && n < len(b) && rs.cur != nil && !rs.qClosed {
-		select {
-		case e, ok := <-rs.q:
-			if !ok {
-				rs.qClosed = true
-				continue
-			}
-			rs.release()
-			rs.cur, rs.pending = e, *e
-			m := copy(b[n:], rs.pending)
-			n += m
-			rs.pending = rs.pending[m:]
-		default:
-			return n, nil
+	if _, err := x.conn.Write(b); err != nil {
+		if rs.ending.CompareAndSwap(live, endClient) || rs.ending.CompareAndSwap(endShutdown, endClient) {
+			x.p.log.Debug("SSE client gone", "route", x.rt.name, "request_id", string(x.reqID), "err", err)
 		}
+		return errClientGone
 	}
-	return n, nil
-}
-
-// release returns the event just sent to the pool.
-func (rs *relayState) release() {
-	if rs.cur != nil {
-		putBuf(rs.cur)
-		rs.cur = nil
-		rs.x.rt.m.sseRelayed.Inc()
+	if rs.hb != nil {
+		rs.hb.Reset(s.Heartbeat.D())
 	}
-}
-
-// upstreamEnded handles the end of the queue: a broken upstream returns an
-// error (fasthttp then leaves the chunked body unterminated and closes, so
-// the client sees the break); a clean end sends the chain's tail, if any.
-func (rs *relayState) upstreamEnded() error {
-	x := rs.x
-	rs.ended = true
-	if rs.err != nil && !errors.Is(rs.err, sse.ErrEventTooLarge) {
-		x.p.log.Warn("upstream SSE stream broke", "route", x.rt.name, "request_id", string(x.reqID), "err", rs.err)
-		return errUpstreamBroke
-	}
-	rs.pending = rs.finalChain()
 	return nil
 }
 
-// finalChain makes the chain's last call (endOfStream) once the reader is
-// done, and returns what it wants sent.
+// heartbeat runs on its timer: a comment after sse.heartbeat of silence.
+// A write under way is output enough; the relay re-arms the timer after it.
+func (rs *relayState) heartbeat() {
+	if !rs.wmu.TryLock() {
+		return
+	}
+	defer rs.wmu.Unlock()
+	if rs.finished || rs.ending.Load() != live {
+		return
+	}
+	frame := heartbeatComment
+	if rs.chunked {
+		frame = heartbeatChunk
+	}
+	if err := rs.writeLocked(frame); err != nil {
+		// The relay is waiting on the upstream: wake it.
+		rs.interrupt()
+		return
+	}
+	rs.x.rt.m.sseHeartbeat.Inc()
+}
+
+// interrupt closes the upstream connection under the reader. The caller
+// holds wmu with finished false, or Proxy.relaysMu with rs registered, so
+// the lease is still held.
+func (rs *relayState) interrupt() {
+	if l := rs.x.lease; l != nil {
+		rs.interrupted.Store(true)
+		l.Interrupt()
+	}
+}
+
+// end finishes the output once the event loop stopped with err.
+func (rs *relayState) end(err error) {
+	x, p := rs.x, rs.x.p
+	switch rs.ending.Load() {
+	case endClient, endForced:
+		return
+	case endShutdown:
+	default:
+		if err != io.EOF && !errors.Is(err, sse.ErrEventTooLarge) {
+			// What was gathered goes out, then the connection closes
+			// without the terminating chunk.
+			x.bodyErr = err
+			p.log.Warn("upstream SSE stream broke", "route", x.rt.name, "request_id", string(x.reqID), "err", err)
+			if rs.out != nil {
+				_ = rs.flush()
+			}
+			return
+		}
+		if errors.Is(err, sse.ErrEventTooLarge) {
+			p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.settings().sse.MaxEventBytes)
+		}
+	}
+	rs.add(rs.finalChain())
+	if rs.out != nil && rs.flush() != nil {
+		return
+	}
+	if rs.chunked {
+		_ = rs.write(lastChunk)
+	}
+}
+
+// finalChain makes the chain's last call (endOfStream) once, and returns
+// what it wants sent.
 func (rs *relayState) finalChain() []byte {
 	if rs.tailed || rs.x.stream == nil {
 		rs.tailed = true
 		return nil
 	}
-	rs.stopReader()
 	rs.tailed = true
 	var tail []byte
 	rs.x.stream.ResponseBody(&tail, true)
 	return tail
 }
 
-// stopReader ends the reader goroutine and waits for it.
-func (rs *relayState) stopReader() {
-	select {
-	case <-rs.stop:
-	default:
-		close(rs.stop)
-	}
-	// Wake a reader blocked on the upstream; finish releases the
-	// connection (back to the pool only if the body ended cleanly).
-	if rs.x.lease != nil && !rs.eof.Load() {
-		rs.x.lease.Interrupt()
-	}
-	<-rs.done
-	for b := range rs.q {
-		putBuf(b)
-	}
-}
-
-// Close is called by fasthttp when the response ends, cleanly or not.
-func (rs *relayState) Close() error {
-	if rs.closed {
-		return nil
-	}
-	rs.closed = true
+// finish releases the stream: the client connection, the upstream lease
+// and the exchange.
+func (rs *relayState) finish() {
 	x, p := rs.x, rs.x.p
-	rs.stopReader()
-	if !rs.tailed && x.stream != nil {
-		rs.tailed = true
-		var tail []byte
-		x.stream.ResponseBody(&tail, true)
-	}
-	if rs.cur != nil {
-		putBuf(rs.cur)
-		rs.cur = nil
-	}
+	rs.wmu.Lock()
+	rs.finished = true
 	if rs.hb != nil {
 		rs.hb.Stop()
+	}
+	rs.wmu.Unlock()
+	rs.finalChain()
+	p.unregister(rs)
+	if rs.interrupted.Load() {
+		x.upEOF = false // the connection was closed under the reader
+	}
+	if rs.out != nil {
+		putOut(rs.out)
+		rs.out = nil
+	}
+	if rs.head != nil {
+		putOut(rs.head)
+		rs.head = nil
+	}
+	if rs.owner.Load() == connOwned {
+		// The connection is ours: fasthttp counts it no more.
+		_ = x.conn.Close()
+		p.hijacked.Add(-1)
 	}
 	x.finish()
 	p.m.sseOpen.Dec()
 	p.streams.Done()
-	return nil
+}
+
+// register adds rs to the open relays that Close ends.
+func (p *Proxy) register(rs *relayState) {
+	p.relaysMu.Lock()
+	p.relays[rs] = struct{}{}
+	if p.relaysClosed {
+		rs.shutdown()
+	}
+	p.relaysMu.Unlock()
+}
+
+func (p *Proxy) unregister(rs *relayState) {
+	p.relaysMu.Lock()
+	delete(p.relays, rs)
+	p.relaysMu.Unlock()
+}
+
+// shutdown asks the relay to end cleanly; the caller holds relaysMu.
+func (rs *relayState) shutdown() {
+	if rs.ending.CompareAndSwap(live, endShutdown) {
+		rs.interrupt()
+		if rs.cancel != nil {
+			rs.cancel()
+		}
+	}
+}
+
+// force ends the relay at once; the caller holds relaysMu.
+func (rs *relayState) force() {
+	rs.ending.Store(endForced)
+	rs.interrupt()
+	if rs.cancel != nil {
+		rs.cancel()
+	}
+	_ = rs.x.conn.Close()
 }
 
 func putBuf(b *[]byte) {
@@ -236,67 +456,24 @@ func putBuf(b *[]byte) {
 	eventBufPool.Put(b)
 }
 
-// relayRead runs in its own goroutine: upstream → parser → chain → queue.
-func (x *exchange) relayRead(rs *relayState) {
-	defer close(rs.done)
-	defer close(rs.q)
-	p := x.p
-	parser, _ := p.parsers.Get().(*sse.Parser)
-	if parser == nil {
-		// A small initial buffer (it grows for a large event and shrinks
-		// back): the upstream connection's reader already buffers.
-		parser = sse.NewParserSize(x.body, p.settings().sse.MaxEventBytes.N(), 1<<10)
-	} else {
-		parser.Reset(x.body)
+func putOut(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
 	}
-	defer func() {
-		parser.Reset(nil)
-		p.parsers.Put(parser)
-	}()
-	if rs.lastID != "" && p.replayer != nil && x.session != "" {
-		if !x.replay(rs) {
-			return
-		}
-	}
-	for {
-		ev, err := parser.Next()
-		if err != nil {
-			if err == io.EOF {
-				rs.eof.Store(true)
-				x.upEOF = true
-			} else {
-				select {
-				case <-rs.stop: // the writer ended the stream; not an upstream fault
-				default:
-					rs.err = err
-					if errors.Is(err, sse.ErrEventTooLarge) {
-						p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.settings().sse.MaxEventBytes)
-					} else {
-						x.bodyErr = err
-					}
-				}
-			}
-			return
-		}
-		b := eventBufPool.Get().(*[]byte)
-		*b = append((*b)[:0], ev.Raw...)
-		if ev.Dispatchable() {
-			if !x.relayEvent(ev, b) {
-				putBuf(b)
-				continue
-			}
-		}
-		select {
-		case rs.q <- b:
-		case <-rs.stop:
-			putBuf(b)
-			return
-		}
-	}
+	*b = (*b)[:0]
+	outBufPool.Put(b)
 }
 
-// relayEvent runs one dispatchable event through the chain and records it.
-// It returns false when the event is dropped.
+// appendChunk appends b framed as one HTTP/1.1 chunk.
+func appendChunk(dst, b []byte) []byte {
+	dst = strconv.AppendInt(dst, int64(len(b)), 16)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, b...)
+	return append(dst, '\r', '\n')
+}
+
+// relayEvent runs one dispatchable event through the chain, tracks its id
+// and records it. It returns false when the event is dropped.
 func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 	p := x.p
 	keep := true
@@ -330,7 +507,13 @@ func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 		e.EventID = ev.ID
 		e.EventName = ev.Name
 		e.BodyBytes = int64(len(ev.Data))
-		e.Data = append([]byte(nil), ev.Data[:min(len(ev.Data), p.settings().captureBody)]...)
+		n := len(ev.Data)
+		if x.rt.cfg.SSE.Replay != "gateway" {
+			// Gateway replay needs the whole event (bounded by
+			// sse.max_event_bytes); elsewhere the capture limit applies.
+			n = min(n, p.settings().captureBody)
+		}
+		e.Data = append([]byte(nil), ev.Data[:n]...)
 		p.sink.Record(e)
 	}
 	return true
@@ -351,40 +534,44 @@ func (x *exchange) recordPluginEvent(res chain.Result, decision string, ev *sse.
 	x.p.sink.Record(e)
 }
 
-// replay queues the recorded events after rs.lastID (sse.replay: gateway)
-// ahead of the live ones, with the same backpressure. It returns false when
-// the stream was stopped meanwhile.
-func (x *exchange) replay(rs *relayState) bool {
+// replay writes the recorded events after rs.lastID (sse.replay: gateway)
+// ahead of the live ones.
+func (x *exchange) replay(rs *relayState) {
+	p := x.p
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stop, closing := rs.stop, x.p.closing // x may be recycled before this goroutine runs
-	go func() {
-		select {
-		case <-stop:
-		case <-closing:
-		case <-ctx.Done():
-		}
-		cancel()
+	p.relaysMu.Lock()
+	if rs.ending.Load() != live {
+		p.relaysMu.Unlock()
+		return
+	}
+	rs.cancel = cancel
+	p.relaysMu.Unlock()
+	defer func() {
+		p.relaysMu.Lock()
+		rs.cancel = nil
+		p.relaysMu.Unlock()
 	}()
-	found, err := x.p.replayer.SSEAfter(ctx, x.session, x.rtStream(), rs.lastID, func(e *event.Event) error {
+	found, err := p.replayer.SSEAfter(ctx, x.session, x.rtStream(), rs.lastID, func(e *event.Event) error {
+		if rs.ending.Load() != live {
+			return errEnding
+		}
 		b := eventBufPool.Get().(*[]byte)
 		*b = sse.AppendEvent((*b)[:0], e.EventID, e.EventName, e.Data)
-		select {
-		case rs.q <- b:
-			x.rt.m.sseReplayed.Inc()
-			return nil
-		case <-ctx.Done():
-			putBuf(b)
-			return ctx.Err()
+		rs.add(*b)
+		putBuf(b)
+		x.rt.m.sseReplayed.Inc()
+		if rs.events >= max(p.settings().sse.PendingEvents, 1) || len(*rs.out) >= maxBatch {
+			return rs.flush()
 		}
+		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return false
+		if ctx.Err() != nil || rs.ending.Load() != live {
+			return
 		}
-		x.p.log.Warn("SSE replay failed; going live", "route", x.rt.name, "session", x.session, "last_event_id", rs.lastID, "err", err)
+		p.log.Warn("SSE replay failed; going live", "route", x.rt.name, "session", x.session, "last_event_id", rs.lastID, "err", err)
 	} else if !found {
-		x.p.log.Info("SSE replay: last event id unknown; going live", "session", x.session, "last_event_id", rs.lastID)
+		p.log.Info("SSE replay: last event id unknown; going live", "session", x.session, "last_event_id", rs.lastID)
 	}
-	return true
 }
