@@ -216,10 +216,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		drain := g.cfg.Shutdown.DrainTimeout.D()
 		dctx, cancel := context.WithTimeout(ctx, drain)
 		deadline, _ := dctx.Deadline()
-		go g.proxy.Close(deadline)
+		// SSE streams run on hijacked connections the server no longer
+		// tracks: wait for the proxy to end them before closing the parts
+		// they use.
+		streamsDone := make(chan struct{})
+		go func() { g.proxy.Close(deadline); close(streamsDone) }()
 		if err := g.srv.ShutdownWithContext(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}
+		<-streamsDone
 		cancel()
 		if err := <-g.serveErr; err != nil {
 			errs = append(errs, fmt.Errorf("serve: %w", err))
