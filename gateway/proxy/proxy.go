@@ -191,24 +191,28 @@ func equalFoldASCII(b []byte, s string) bool {
 func (p *Proxy) Server() *fasthttp.Server {
 	l := p.cfg.Limits
 	return &fasthttp.Server{
-		Handler:                       p.Serve,
-		ErrorHandler:                  p.serverError,
-		HeaderReceived:                p.headerReceived,
-		Name:                          serverName,
-		ReadBufferSize:                l.MaxHeaderBytes.N(),
-		WriteBufferSize:               4 << 10,
-		ReadTimeout:                   l.ReadHeaderTimeout.D(),
-		IdleTimeout:                   l.IdleTimeout.D(),
-		Concurrency:                   l.MaxConns,
-		MaxConnsPerIP:                 l.MaxConnsPerIP,
-		MaxRequestsPerConn:            l.MaxRequestsPerConn,
-		MaxRequestBodySize:            l.MaxBodyBytes.N(),
-		StreamRequestBody:             true,
-		DisablePreParseMultipartForm:  true,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		CloseOnShutdown:               true,
-		KeepHijackedConns:             true, // the SSE relay owns and closes them
+		Handler:                      p.Serve,
+		ErrorHandler:                 p.serverError,
+		HeaderReceived:               p.headerReceived,
+		Name:                         serverName,
+		ReadBufferSize:               l.MaxHeaderBytes.N(),
+		WriteBufferSize:              4 << 10,
+		ReadTimeout:                  l.ReadHeaderTimeout.D(),
+		IdleTimeout:                  l.IdleTimeout.D(),
+		Concurrency:                  l.MaxConns,
+		MaxConnsPerIP:                l.MaxConnsPerIP,
+		MaxRequestsPerConn:           l.MaxRequestsPerConn,
+		MaxRequestBodySize:           l.MaxBodyBytes.N(),
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		KeepHijackedConns:            true, // the SSE relay owns and closes them
+		// A worker whose connection was hijacked idles with the stack it
+		// grew serving the request; let idle workers go sooner than the
+		// default 10s.
+		MaxIdleWorkerDuration:         time.Second,
 		ConnState:                     p.connState,
 		DisableHeaderNamesNormalizing: false,
 		Logger:                        fasthttpLogger{p.log},
