@@ -63,7 +63,7 @@ func TestMemoryFlat(t *testing.T) {
 		target = 10_000_000
 	}
 	calls := 0
-	for calls < 20_000 { // warm-up: the heap reaches its working size
+	for calls < 200_000 { // warm-up: the heap reaches its working size
 		calls += request(t, h)
 	}
 	warm := h.MemoryPages()
@@ -88,15 +88,27 @@ func BenchmarkRequest(b *testing.B) {
 	b.ReportMetric(float64(h.MemoryPages()), "pages")
 }
 
-// BenchmarkGCInterval measures what SetGCInterval costs and saves: the
-// test guest allocates 4 KiB of garbage per request; for each interval it
-// reports the time per request and the linear memory reached.
-// Interval 0 (never collect) grows without bound; run it with a bounded
-// -benchtime.
+// BenchmarkGCInterval measures what forced collections cost and save: the
+// test guest allocates 4 KiB of garbage per request; for each policy it
+// reports the time per request and the linear memory reached. "never"
+// (SetGCInterval(0)) grows without bound; run it with a bounded
+// -benchtime. "every=64" is a collection at every check (threshold 0);
+// the others collect once that many bytes were allocated (the default is
+// 1 MiB).
 func BenchmarkGCInterval(b *testing.B) {
-	for _, n := range []int{0, 100, 1000, 10000} {
-		b.Run(fmt.Sprintf("every=%d", n), func(b *testing.B) {
-			h := newGuest(b, fmt.Sprintf(`{"gc_interval": %d, "garbage": 4096}`, n))
+	for _, p := range []struct {
+		name      string
+		interval  int
+		threshold int
+	}{
+		{"never", 0, 0},
+		{"every=64", 64, 0},
+		{"bytes=256KiB", 64, 256 << 10},
+		{"bytes=1MiB", 64, 1 << 20},
+		{"bytes=4MiB", 64, 4 << 20},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			h := newGuest(b, fmt.Sprintf(`{"gc_interval": %d, "gc_threshold": %d, "garbage": 4096}`, p.interval, p.threshold))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -26,8 +26,9 @@ func (p *plugin) NewRootContext(uint32) sdk.RootContext { return &root{} }
 type root struct {
 	sdk.DefaultRootContext
 	cfg struct {
-		GCInterval *int `json:"gc_interval"`
-		Garbage    int  `json:"garbage"`
+		GCInterval  *int `json:"gc_interval"`
+		GCThreshold *int `json:"gc_threshold"`
+		Garbage     int  `json:"garbage"`
 	}
 	requests sdk.Metric
 	ticks    int
@@ -41,6 +42,9 @@ func (r *root) OnConfigure(int) bool {
 	}
 	if r.cfg.GCInterval != nil {
 		sdk.SetGCInterval(*r.cfg.GCInterval)
+	}
+	if r.cfg.GCThreshold != nil {
+		sdk.SetGCThreshold(*r.cfg.GCThreshold)
 	}
 	var err error
 	if r.requests, err = sdk.DefineMetric(sdk.MetricCounter, "guest_requests"); err != nil {
