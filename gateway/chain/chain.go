@@ -40,6 +40,7 @@
 package chain
 
 import (
+	"net"
 	"strings"
 	"time"
 
@@ -135,7 +136,8 @@ type Result struct {
 }
 
 // Info describes the request a Stream serves. The proxy fills it before
-// NewStream; the host exposes it to plugins as properties.
+// NewStream; the host exposes it to plugins as properties. NewStream
+// copies what it keeps: the proxy may reuse *info afterwards.
 type Info struct {
 	RequestID  string
 	SessionID  string
@@ -146,6 +148,27 @@ type Info struct {
 	Scheme     string // http or https
 	Protocol   string // "HTTP/1.1"
 	StartTime  time.Time
+	// ClientNetAddr and LocalNetAddr stand in for an empty ClientAddr or
+	// LocalAddr: the Stream formats them only if a plugin asks, which
+	// keeps two address strings off every request.
+	ClientNetAddr net.Addr
+	LocalNetAddr  net.Addr
+}
+
+// Client is ClientAddr, or ClientNetAddr formatted.
+func (i *Info) Client() string {
+	if i.ClientAddr == "" && i.ClientNetAddr != nil {
+		return i.ClientNetAddr.String()
+	}
+	return i.ClientAddr
+}
+
+// Local is LocalAddr, or LocalNetAddr formatted.
+func (i *Info) Local() string {
+	if i.LocalAddr == "" && i.LocalNetAddr != nil {
+		return i.LocalNetAddr.String()
+	}
+	return i.LocalAddr
 }
 
 // Stream intercepts one request. See the package documentation for the
