@@ -18,6 +18,7 @@ import (
 	"github.com/wasmgate/wasmgate/gateway/proxy"
 	"github.com/wasmgate/wasmgate/gateway/session"
 	"github.com/wasmgate/wasmgate/gateway/sse"
+	"github.com/wasmgate/wasmgate/gateway/store"
 )
 
 // memReplayer replays from the events a memSink recorded.
@@ -163,5 +164,80 @@ func TestSSEUpstreamReplayPassesLastEventID(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "3,4" {
 		t.Fatalf("resumed from the upstream: %v, want 3,4", got)
+	}
+}
+
+// An event longer than sessions.capture_body_bytes is recorded whole on a
+// route with sse.replay: gateway, so the real store replays it byte-exact
+// instead of stopping at a truncated event.
+func TestSSEGatewayReplayEventOverCaptureLimit(t *testing.T) {
+	verifyNone(t)
+	long := strings.Repeat("0123456789abcdef", 640) // 10 KiB
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "id: 0\ndata: short\n\n")
+		io.WriteString(w, "id: 1\ndata: "+long+"\ndata: second line\n\n")
+		io.WriteString(w, "id: 2\ndata: tail\n\n")
+	}))
+	cfg := testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Routes[0].SSE.Replay = "gateway"
+		c.Sessions.CaptureBodyBytes = 64
+	})
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.NewWorker(st, store.WorkerOptions{FlushInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() }) // after the gateway's cleanup
+	table := session.NewTable(cfg.Sessions, cfg.SSE, w, testLogger(), prometheus.NewRegistry())
+	t.Cleanup(table.Close)
+	g := startGatewayOpts(t, proxy.Options{Config: cfg, Sessions: tableSessions{table}, Sink: w, Replayer: st})
+
+	read := func(hdr ...string) []string {
+		resp, c := openSSE(t, g.addr, "/events", hdr...)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		p := sse.NewParser(resp.Body, 0)
+		var got []string
+		for {
+			ev, err := p.Next()
+			if err != nil {
+				if err != io.EOF {
+					t.Fatal(err)
+				}
+				return got
+			}
+			got = append(got, ev.ID+"="+string(ev.Data))
+		}
+	}
+	live := []string{"0=short", "1=" + long + "\nsecond line", "2=tail"}
+	if got := read("Mcp-Session-Id: s1"); strings.Join(got, "|") != strings.Join(live, "|") {
+		t.Fatalf("live stream: %d events, want %d", len(got), len(live))
+	}
+	// Wait for the recorder to store events 1 and 2.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := 0
+		_, err := st.SSEAfter(context.Background(), "s1", "r /events", "0", func(*event.Event) error { n++; return nil })
+		if err == nil && n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recorded events after id 0: %d, %v", n, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := read("Mcp-Session-Id: s1", "Last-Event-ID: 0")
+	want := append([]string{live[1], live[2]}, live...)
+	if len(got) != len(want) {
+		t.Fatalf("resumed stream: %d events, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("resumed event %d: %d bytes %.40q…, want %d bytes %.40q…", i, len(got[i]), got[i], len(want[i]), want[i])
+		}
 	}
 }
