@@ -3,6 +3,7 @@ package wasmhost
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -124,20 +125,59 @@ func (m *vm) putU32(ptr uint64, v uint32) bool { return m.mem.WriteUint32Le(uint
 // out copies data into memory allocated with the guest's allocator and
 // writes its address and size to the return pointers.
 func (m *vm) out(data []byte, retPtr, retSize uint64) uint32 {
-	if _, ok := m.mem.Read(uint32(retPtr), 4); !ok {
-		return statusInvalidMemoryAccess
+	addr, st := m.outAlloc(len(data), retPtr, retSize)
+	if st != statusOK {
+		return st
 	}
-	if _, ok := m.mem.Read(uint32(retSize), 4); !ok {
-		return statusInvalidMemoryAccess
-	}
-	addr, ok := m.alloc(m.ctx, len(data))
-	if !ok {
-		return statusInvalidMemoryAccess
-	}
-	if !m.mem.Write(addr, data) || !m.putU32(retPtr, addr) || !m.putU32(retSize, uint32(len(data))) {
+	if !m.mem.Write(addr, data) {
 		return statusInvalidMemoryAccess
 	}
 	return statusOK
+}
+
+// outString is out for a string, without a copy on the host.
+func (m *vm) outString(data string, retPtr, retSize uint64) uint32 {
+	addr, st := m.outAlloc(len(data), retPtr, retSize)
+	if st != statusOK {
+		return st
+	}
+	if !m.mem.WriteString(addr, data) {
+		return statusInvalidMemoryAccess
+	}
+	return statusOK
+}
+
+// outAlloc checks the return pointers, allocates n bytes in the guest and
+// writes the block's address and size to them.
+func (m *vm) outAlloc(n int, retPtr, retSize uint64) (uint32, uint32) {
+	if _, ok := m.mem.Read(uint32(retPtr), 4); !ok {
+		return 0, statusInvalidMemoryAccess
+	}
+	if _, ok := m.mem.Read(uint32(retSize), 4); !ok {
+		return 0, statusInvalidMemoryAccess
+	}
+	addr, ok := m.alloc(m.ctx, n)
+	if !ok {
+		return 0, statusInvalidMemoryAccess
+	}
+	if !m.putU32(retPtr, addr) || !m.putU32(retSize, uint32(n)) {
+		return 0, statusInvalidMemoryAccess
+	}
+	return addr, statusOK
+}
+
+// keepScratch bounds what the per-VM scratch buffer keeps between calls.
+const keepScratch = 64 << 10
+
+// outScratch sends m.scratch[:n] to the guest and lets go of a large one.
+func (m *vm) outScratch(retPtr, retSize uint64) uint32 {
+	st := m.out(m.scratch, retPtr, retSize)
+	if cap(m.scratch) > keepScratch {
+		m.scratch = nil
+	} else {
+		m.scratch = m.scratch[:0]
+	}
+	return st
 }
 
 // Logging.
@@ -271,16 +311,22 @@ func hGetBufferBytes(m *vm, s []uint64) uint32 {
 		return st
 	}
 	b := *buf
-	if c != nil {
-		b = append([]byte(nil), b...)
-		c.mu.Unlock()
-	}
 	start, max := uint64(uint32(s[1])), uint64(uint32(s[2]))
 	if start > uint64(len(b)) {
+		if c != nil {
+			c.mu.Unlock()
+		}
 		return statusBadArgument
 	}
 	end := min(start+max, uint64(len(b)))
-	return m.out(b[start:end], s[3], s[4])
+	if c == nil {
+		return m.out(b[start:end], s[3], s[4])
+	}
+	// A live body may change once c.mu is released (a paused stream's
+	// proxy side); copy what the guest asked for first.
+	m.scratch = append(m.scratch[:0], b[start:end]...)
+	c.mu.Unlock()
+	return m.outScratch(s[3], s[4])
 }
 
 func hSetBufferBytes(m *vm, s []uint64) uint32 {
@@ -376,11 +422,11 @@ func hGetHeaderMapPairs(m *vm, s []uint64) uint32 {
 	if st != statusOK {
 		return st
 	}
-	buf := appendSerialized(make([]byte, 0, serializedSize(*h)), *h)
+	m.scratch = appendSerialized(m.scratch[:0], *h)
 	if c != nil {
 		c.mu.Unlock()
 	}
-	return m.out(buf, s[1], s[2])
+	return m.outScratch(s[1], s[2])
 }
 
 func hSetHeaderMapPairs(m *vm, s []uint64) uint32 {
@@ -410,7 +456,8 @@ func hSetHeaderMapPairs(m *vm, s []uint64) uint32 {
 }
 
 func hGetHeaderMapValue(m *vm, s []uint64) uint32 {
-	key, ok := m.readString(s[1], s[2])
+	// key is a view of guest memory: used before anything calls the guest.
+	key, ok := m.read(s[1], s[2])
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
@@ -418,53 +465,104 @@ func hGetHeaderMapValue(m *vm, s []uint64) uint32 {
 	if st != statusOK {
 		return st
 	}
-	v, found := h.Get(key)
+	v, found := lookupHeader(*h, key)
 	if c != nil {
 		c.mu.Unlock()
 	}
 	if !found {
 		return statusNotFound
 	}
-	return m.out([]byte(v), s[3], s[4])
+	return m.outString(v, s[3], s[4])
 }
 
-// writableHeaderMap returns the header map of type t, locked for writing;
-// the caller runs unlock when done. A read-only map is NotFound.
-func (m *vm) writableHeaderMap(t uint32) (h *chain.Headers, unlock func(), st uint32) {
+// lookupHeader is chain.Headers.Get for a name in guest memory, without
+// making a string of it.
+func lookupHeader(h chain.Headers, name []byte) (string, bool) {
+	for _, f := range h {
+		if equalFoldASCII(f.Name, name) {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// equalFoldASCII is strings.EqualFold(a, string(b)); names with non-ASCII
+// bytes take strings.EqualFold itself.
+func equalFoldASCII(a string, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x|y >= 0x80 {
+			return strings.EqualFold(a, string(b))
+		}
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// writableHeaderMap returns the header map of type t, locked for writing:
+// when c is not nil the caller unlocks c.mu when done. A read-only map is
+// NotFound.
+func (m *vm) writableHeaderMap(t uint32) (h *chain.Headers, c *httpCtx, st uint32) {
 	h, writable, c, st := m.headerMap(t)
 	if st != statusOK {
 		return nil, nil, st
 	}
-	unlock = func() {}
-	if c != nil {
-		unlock = c.mu.Unlock
-	}
 	if !writable {
-		unlock()
+		if c != nil {
+			c.mu.Unlock()
+		}
 		return nil, nil, statusNotFound
 	}
-	return h, unlock, statusOK
+	return h, c, statusOK
 }
 
 func (m *vm) modifyHeader(s []uint64, op func(h *chain.Headers, k, v string)) uint32 {
-	key, ok := m.readString(s[1], s[2])
+	rawKey, ok := m.read(s[1], s[2])
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	val, ok := m.readString(s[3], s[4])
+	rawVal, ok := m.read(s[3], s[4])
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	h, unlock, st := m.writableHeaderMap(uint32(s[0]))
+	// One allocation for both: the key lower-cased, then the value.
+	var b strings.Builder
+	b.Grow(len(rawKey) + len(rawVal))
+	for _, ch := range rawKey {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		b.WriteByte(ch)
+	}
+	b.Write(rawVal)
+	kv := b.String()
+	key, val := kv[:len(rawKey)], kv[len(rawKey):]
+	h, c, st := m.writableHeaderMap(uint32(s[0]))
 	if st != statusOK {
 		return st
 	}
-	defer unlock()
+	if c != nil {
+		defer c.mu.Unlock()
+	}
 	if len(*h) >= maxHeaderMapFields || serializedSize(*h)+len(key)+len(val)+10 > maxHeaderMapBytes {
 		m.ver.s.logs.warn("header map limit reached; header not added", "header", key)
 		return statusBadArgument
 	}
-	op(h, lowerASCII(key), val)
+	op(h, key, val)
 	return statusOK
 }
 
@@ -481,11 +579,13 @@ func hRemoveHeaderMapValue(m *vm, s []uint64) uint32 {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	h, unlock, st := m.writableHeaderMap(uint32(s[0]))
+	h, c, st := m.writableHeaderMap(uint32(s[0]))
 	if st != statusOK {
 		return st
 	}
-	defer unlock()
+	if c != nil {
+		defer c.mu.Unlock()
+	}
 	h.Del(key)
 	return statusOK
 }

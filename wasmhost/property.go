@@ -109,13 +109,13 @@ func (m *vm) property(path string) ([]byte, bool) {
 		}
 		return le64(info.StartTime.UnixNano()), true
 	case "source.address":
-		return str(info.ClientAddr)
+		return str(info.Client())
 	case "source.port":
-		return port(info.ClientAddr)
+		return port(info.Client())
 	case "destination.address":
-		return str(info.LocalAddr)
+		return str(info.Local())
 	case "destination.port":
-		return port(info.LocalAddr)
+		return port(info.Local())
 	case "session.id":
 		return str(info.SessionID)
 	case "route.name", "route_name":

@@ -27,7 +27,12 @@ func (c *hostChain) NewStream(info *chain.Info) (chain.Stream, error) {
 	if c.host.closed.Load() {
 		return nil, fmt.Errorf("plugin host is closed")
 	}
-	s := &stream{c: c, info: info, ps: make([]pluginStream, len(c.entries))}
+	s := &stream{c: c, info: *info}
+	if len(c.entries) <= len(s.one) {
+		s.ps = s.one[:len(c.entries)]
+	} else {
+		s.ps = make([]pluginStream, len(c.entries))
+	}
 	s.req.pos, s.resp.pos = -1, -1
 	for i := range s.ps {
 		s.ps[i].e = &c.entries[i]
@@ -44,8 +49,9 @@ type bodyState struct {
 
 type stream struct {
 	c         *hostChain
-	info      *chain.Info
+	info      chain.Info // a copy: the proxy may reuse its own
 	ps        []pluginStream
+	one       [1]pluginStream // ps of a one-plugin chain, without a second allocation
 	req, resp bodyState
 	done      bool
 }
@@ -339,7 +345,7 @@ func (s *stream) start(p *pluginStream) (chain.Result, bool) {
 		r = m.root(p.e.config)
 	}
 	m.nextID++
-	c := &httpCtx{id: m.nextID, root: r, vm: m, info: s.info}
+	c := &httpCtx{id: m.nextID, root: r, vm: m, info: &s.info}
 	m.streams[c.id] = c
 	p.ctx = c
 	if f := m.fns[cbContextCreate]; f != nil {

@@ -87,6 +87,8 @@ type vm struct {
 	// Under lock.
 	depth    int
 	stack    [8]uint64
+	nested   [2][8]uint64 // stacks of calls made from host functions (the allocator)
+	scratch  []byte       // serialized maps and body copies on their way into the guest
 	roots    []*rootCtx
 	streams  map[uint32]*httpCtx
 	nextID   uint32
@@ -306,7 +308,11 @@ func (m *vm) call(cb callback, f api.Function, args ...uint64) (uint64, error) {
 	}
 	stack := m.stack[:]
 	if !outer {
-		stack = make([]uint64, 8)
+		if m.depth-2 < len(m.nested) {
+			stack = m.nested[m.depth-2][:]
+		} else {
+			stack = make([]uint64, 8)
+		}
 	}
 	copy(stack, args)
 	err := f.CallWithStack(m.ctx, stack)
