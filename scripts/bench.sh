@@ -185,7 +185,7 @@ def agg(rs):
 http = {k: agg(v) for k, v in groups.items()}
 if http:
   print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
-print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
+  print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
 for size in (100, 16384) if http else ():
     for conns in (64, 256):
         for t in ("direct", "bare", "gateway"):

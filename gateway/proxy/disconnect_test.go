@@ -103,3 +103,32 @@ func TestStalledClientOnLargeResponseIsDropped(t *testing.T) {
 		t.Fatal("stalled client not dropped within 10s")
 	}
 }
+
+// A client that leaves an idle stream is noticed by the heartbeat, whose
+// failed write closes the upstream connection under the waiting relay.
+func TestSSEHeartbeatNoticesGoneClient(t *testing.T) {
+	verifyNone(t)
+	upEnded := make(chan struct{}, 1)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { upEnded <- struct{}{} }()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.SSE.Heartbeat = config.Duration(50 * time.Millisecond)
+	}), nil, nil)
+	_, c := openSSE(t, g.addr, "/s")
+	c.Close()
+	select {
+	case <-upEnded:
+	case <-time.After(3 * time.Second):
+		t.Fatal("upstream stream still open 3s after the client left an idle stream")
+	}
+	if open := metricValue(t, g, "wasmgate_upstream_streams_in_use"); open != 0 {
+		t.Fatalf("%v stream-pool connections still in use", open)
+	}
+	if open := metricValue(t, g, "wasmgate_sse_streams_open"); open != 0 {
+		t.Fatalf("%v SSE streams still open", open)
+	}
+}

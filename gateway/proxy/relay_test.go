@@ -411,3 +411,66 @@ func TestSSEFixedLengthBodyIsRelayedAndTracked(t *testing.T) {
 		t.Fatal("event id of a fixed-length SSE response not tracked")
 	}
 }
+
+// The relay hijacks the client connection from fasthttp; it still counts
+// against limits.max_conns until the stream ends.
+func TestSSEStreamsCountAgainstMaxConns(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: hello\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Limits.MaxConns = 2
+		c.SSE.Heartbeat = config.Duration(50 * time.Millisecond)
+	}), nil, nil)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		resp, c := openSSE(t, g.addr, "/s")
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if ev, err := sse.NewParser(resp.Body, 0).Next(); err != nil || string(ev.Data) != "hello" {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	if got := statusOf(rawRequest(t, g.addr, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n", 2*time.Second)); got != 503 {
+		t.Fatalf("third connection with two streams open: status %d, want 503", got)
+	}
+	// Ending a stream frees its slot (the heartbeat notices the close).
+	conns[0].Close()
+	conns = conns[1:]
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, c := openSSE(t, g.addr, "/s")
+		c.Close()
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot after a stream ended: status %d", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An HTTP/1.0 client gets the events unframed, ended by the close.
+func TestSSEHTTP10Client(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, sseHandler(3, 0, "e"))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	resp := rawRequest(t, g.addr, "GET /s HTTP/1.0\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", 5*time.Second)
+	head, body, _ := strings.Cut(resp, "\r\n\r\n")
+	if strings.Contains(strings.ToLower(head), "transfer-encoding") || !strings.Contains(head, " 200 ") {
+		t.Fatalf("response head %q", head)
+	}
+	if want := "id: 0\ndata: e-0\n\nid: 1\ndata: e-1\n\nid: 2\ndata: e-2\n\n"; body != want {
+		t.Fatalf("body %q, want %q", body, want)
+	}
+}
