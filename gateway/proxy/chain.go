@@ -20,18 +20,83 @@ var errPluginEnded = errors.New("plugin ended the response")
 // carries.
 const responseChunk = 16 << 10
 
-func (x *exchange) info(ctx *fasthttp.RequestCtx) *chain.Info {
-	return &chain.Info{
-		RequestID:  string(x.reqID),
-		SessionID:  x.session,
-		Route:      x.rt.name,
-		Upstream:   x.rt.cfg.Upstream,
-		ClientAddr: ctx.RemoteAddr().String(),
-		LocalAddr:  ctx.LocalAddr().String(),
-		Scheme:     scheme(ctx),
-		Protocol:   string(ctx.Request.Header.Protocol()),
-		StartTime:  x.start,
+// chainScratch is an exchange's chain state that survives the exchange
+// pool: the response header map (the request map is exchange.headers),
+// copies of both as the chain got them, to see what it changed, and the
+// request's Info.
+type chainScratch struct {
+	resp    chain.Headers
+	reqWas  chain.Headers
+	respWas chain.Headers
+	info    chain.Info
+}
+
+// reuse empties cs for the next exchange, keeping its slices.
+func (cs *chainScratch) reuse() chainScratch {
+	return chainScratch{resp: cs.resp[:0], reqWas: cs.reqWas[:0], respWas: cs.respWas[:0]}
+}
+
+// info fills the exchange's Info; requestID is a string the caller made.
+func (x *exchange) info(ctx *fasthttp.RequestCtx, requestID string) *chain.Info {
+	x.cs.info = chain.Info{
+		RequestID:     requestID,
+		SessionID:     x.session,
+		Route:         x.rt.name,
+		Upstream:      x.rt.cfg.Upstream,
+		ClientNetAddr: ctx.RemoteAddr(),
+		LocalNetAddr:  ctx.LocalAddr(),
+		Scheme:        scheme(ctx),
+		Protocol:      protocol(ctx.Request.Header.Protocol()),
+		StartTime:     x.start,
 	}
+	return &x.cs.info
+}
+
+func protocol(p []byte) string {
+	switch string(p) {
+	case "HTTP/1.1":
+		return "HTTP/1.1"
+	case "HTTP/1.0":
+		return "HTTP/1.0"
+	}
+	return string(p)
+}
+
+// headerText holds the text of one header map handed to the chain: names
+// (lower-cased) and values are slices of one string, so converting a map
+// costs one allocation rather than two or three per field. A
+// strings.Builder never changes bytes it has handed out, so every slice
+// stays valid and immutable whatever the chain keeps.
+type headerText struct{ b strings.Builder }
+
+func (t *headerText) add(s []byte, lower bool) string {
+	start := t.b.Len()
+	for _, c := range s {
+		if lower && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		t.b.WriteByte(c)
+	}
+	return t.b.String()[start:]
+}
+
+func (t *headerText) field(dst chain.Headers, name, value []byte) chain.Headers {
+	n := t.add(name, true)
+	return append(dst, chain.Header{Name: n, Value: t.add(value, false)})
+}
+
+// appendedTo reports whether now is was with fields appended (the usual
+// change a plugin makes: none, or an added header) and returns them.
+func appendedTo(now, was chain.Headers) (chain.Headers, bool) {
+	if len(now) < len(was) {
+		return nil, false
+	}
+	for i := range was {
+		if now[i] != was[i] {
+			return nil, false
+		}
+	}
+	return now[len(was):], true
 }
 
 func scheme(ctx *fasthttp.RequestCtx) string {
@@ -44,23 +109,31 @@ func scheme(ctx *fasthttp.RequestCtx) string {
 // requestChain runs the request phases. It returns true when the exchange
 // is answered (local response or error).
 func (x *exchange) requestChain(ctx *fasthttp.RequestCtx, out *fasthttp.Request) bool {
-	s, err := x.rt.chain.NewStream(x.info(ctx))
+	h := &out.Header
+	var t headerText
+	size := len(x.reqID) + len(h.Method()) + len(h.RequestURI()) + len(ctx.Host())
+	for k, v := range h.All() {
+		size += len(k) + len(v)
+	}
+	t.b.Grow(size)
+	reqID := t.add(x.reqID, false)
+	s, err := x.rt.chain.NewStream(x.info(ctx, reqID))
 	if err != nil {
 		x.fail(ctx, fasthttp.StatusServiceUnavailable, "plugin chain unavailable: "+oneLine(err.Error()), err)
 		return true
 	}
 	x.stream = s
 
-	h := &out.Header
 	x.headers = append(x.headers[:0],
-		chain.Header{Name: ":method", Value: string(h.Method())},
-		chain.Header{Name: ":path", Value: string(h.RequestURI())},
-		chain.Header{Name: ":authority", Value: string(ctx.Host())},
+		chain.Header{Name: ":method", Value: t.add(h.Method(), false)},
+		chain.Header{Name: ":path", Value: t.add(h.RequestURI(), false)},
+		chain.Header{Name: ":authority", Value: t.add(ctx.Host(), false)},
 		chain.Header{Name: ":scheme", Value: scheme(ctx)},
 	)
 	for k, v := range h.All() {
-		x.headers = append(x.headers, chain.Header{Name: strings.ToLower(string(k)), Value: string(v)})
+		x.headers = t.field(x.headers, k, v)
 	}
+	x.cs.reqWas = append(x.cs.reqWas[:0], x.headers...)
 	cl := h.ContentLength()
 	hasBody := cl > 0 || cl == -1
 	res := s.RequestHeaders(&x.headers, !hasBody)
@@ -68,7 +141,11 @@ func (x *exchange) requestChain(ctx *fasthttp.RequestCtx, out *fasthttp.Request)
 		x.local(ctx, res)
 		return true
 	}
-	applyRequestHeaders(out, x.headers)
+	if added, ok := appendedTo(x.headers, x.cs.reqWas); ok {
+		addRequestHeaders(out, added)
+	} else {
+		applyRequestHeaders(out, x.headers)
+	}
 
 	if !hasBody {
 		return false
@@ -98,10 +175,9 @@ func (x *exchange) requestChain(ctx *fasthttp.RequestCtx, out *fasthttp.Request)
 	return false
 }
 
+// applyRequestHeaders makes out's headers what the chain left in hs.
 func applyRequestHeaders(out *fasthttp.Request, hs chain.Headers) {
 	h := &out.Header
-	var uri, host string
-	method := ""
 	h.ResetConnectionClose()
 	keys := make([]string, 0, len(hs))
 	for k := range h.All() {
@@ -110,6 +186,15 @@ func applyRequestHeaders(out *fasthttp.Request, hs chain.Headers) {
 	for _, k := range keys {
 		h.Del(k)
 	}
+	addRequestHeaders(out, hs)
+}
+
+// addRequestHeaders adds the fields of hs to out; pseudo-headers set the
+// method, path and host (the last of each wins).
+func addRequestHeaders(out *fasthttp.Request, hs chain.Headers) {
+	h := &out.Header
+	var uri, host string
+	method := ""
 	for _, f := range hs {
 		switch f.Name {
 		case ":method":
@@ -141,24 +226,39 @@ func applyRequestHeaders(out *fasthttp.Request, hs chain.Headers) {
 // exchange was answered locally instead.
 func (x *exchange) responseHeadersChain(ctx *fasthttp.RequestCtx) bool {
 	h := &ctx.Response.Header
-	x.headers = append(x.headers[:0], chain.Header{Name: ":status", Value: strconv.Itoa(h.StatusCode())})
+	var status [8]byte
+	code := strconv.AppendInt(status[:0], int64(h.StatusCode()), 10)
+	var t headerText
+	size := len(code)
 	for k, v := range h.All() {
-		x.headers = append(x.headers, chain.Header{Name: strings.ToLower(string(k)), Value: string(v)})
+		size += len(k) + len(v)
 	}
+	t.b.Grow(size)
+	// Its own map: the request's may still be read (on_log, properties).
+	hs := append(x.cs.resp[:0], chain.Header{Name: ":status", Value: t.add(code, false)})
+	for k, v := range h.All() {
+		hs = t.field(hs, k, v)
+	}
+	x.cs.resp = hs
+	x.cs.respWas = append(x.cs.respWas[:0], hs...)
 	noBody := ctx.Request.Header.IsHead() || (x.lease == nil && len(x.resp.Body()) == 0)
-	res := x.stream.ResponseHeaders(&x.headers, noBody)
+	res := x.stream.ResponseHeaders(&x.cs.resp, noBody)
 	if res.Action == chain.Respond {
 		x.local(ctx, res)
 		return true
 	}
-	var keep []string
-	for k := range h.All() {
-		keep = append(keep, string(k))
+	added, ok := appendedTo(x.cs.resp, x.cs.respWas)
+	if !ok {
+		var keep []string
+		for k := range h.All() {
+			keep = append(keep, string(k))
+		}
+		for _, k := range keep {
+			h.Del(k)
+		}
+		added = x.cs.resp
 	}
-	for _, k := range keep {
-		h.Del(k)
-	}
-	for _, f := range x.headers {
+	for _, f := range added {
 		if f.Name == ":status" {
 			if n, err := strconv.Atoi(f.Value); err == nil && n >= 100 && n < 1000 {
 				h.SetStatusCode(n)

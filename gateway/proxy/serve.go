@@ -42,6 +42,7 @@ type exchange struct {
 	reqID     []byte
 	stream    chain.Stream
 	headers   chain.Headers
+	cs        chainScratch
 	chunk     []byte
 	pending   []byte // chain output not yet returned by Read
 	buffered  []byte // chain Buffer accumulation
@@ -303,7 +304,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 
