@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/wasmgate/wasmgate/gateway/chain"
@@ -450,6 +451,11 @@ func (m *vm) endStream(c *httpCtx) {
 			return
 		}
 		if uint32(ret) == 0 && m.pendingDone() < 1024 {
+			// The context outlives the request: its header snapshots
+			// must not share the proxy's slices, which it reuses.
+			c.mu.Lock()
+			c.reqSnap, c.respSnap = slices.Clone(c.reqSnap), slices.Clone(c.respSnap)
+			c.mu.Unlock()
 			c.pending = true
 			return
 		}
