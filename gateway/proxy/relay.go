@@ -95,6 +95,7 @@ type relayState struct {
 	ready   chan struct{} // closed when fasthttp hands the connection over
 	owner   atomic.Int32  // connOwned once handed over, connLost if never
 	head    *[]byte       // the response header block
+	rb      *upstreamBody // the upstream body, when read past fasthttp
 
 	wmu      sync.Mutex // one writer at a time: the relay or a heartbeat
 	finished bool       // under wmu: x and its lease are being released
@@ -177,6 +178,20 @@ func (rs *relayState) run() {
 		rs.hb = time.AfterFunc(hb, rs.heartbeat)
 		rs.wmu.Unlock()
 	}
+	if l := x.lease; l != nil {
+		if cl := x.resp.Header.ContentLength(); cl == -1 || cl == -2 {
+			// Chunked or until-close: read past fasthttp's body stream
+			// and its connection reader (see upstreamBody).
+			rb := &upstreamBody{conn: l.Conn(), chunked: cl == -1}
+			pre := outBufPool.Get().(*[]byte)
+			if *pre = l.DetachReader((*pre)[:0]); len(*pre) > 0 {
+				rb.pre = pre
+			} else {
+				putOut(pre)
+			}
+			x.body, rs.rb = rb, rb
+		}
+	}
 	parser, _ := p.parsers.Get().(*sse.Parser)
 	if parser == nil {
 		// A small initial buffer (it grows for a large event and shrinks
@@ -235,7 +250,7 @@ func (rs *relayState) Read(b []byte) (int, error) {
 	}
 	n, err := rs.x.body.Read(b)
 	if err == io.EOF {
-		rs.x.upEOF = true
+		rs.x.upEOF = rs.rb == nil || !rs.rb.extra
 	}
 	return n, err
 }
@@ -247,6 +262,9 @@ func (rs *relayState) add(b []byte) {
 	}
 	if rs.out == nil {
 		rs.out = outBufPool.Get().(*[]byte)
+		if cap(*rs.out) < chunkRoom {
+			*rs.out = make([]byte, 0, 2<<10)
+		}
 		*rs.out = (*rs.out)[:chunkRoom]
 	}
 	*rs.out = append(*rs.out, b...)
@@ -401,6 +419,9 @@ func (rs *relayState) finish() {
 	if rs.head != nil {
 		putOut(rs.head)
 		rs.head = nil
+	}
+	if rs.rb != nil {
+		rs.rb.release()
 	}
 	if rs.owner.Load() == connOwned {
 		// The connection is ours: fasthttp counts it no more.

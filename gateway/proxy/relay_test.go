@@ -474,3 +474,35 @@ func TestSSEHTTP10Client(t *testing.T) {
 		t.Fatalf("body %q, want %q", body, want)
 	}
 }
+
+// A chunked event stream read to its end leaves the upstream connection
+// reusable: the next stream goes over the same connection.
+func TestSSEUpstreamConnReusedAfterCleanEnd(t *testing.T) {
+	verifyNone(t)
+	var mu sync.Mutex
+	var peers []string
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers = append(peers, r.RemoteAddr)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "id: 1\ndata: one\n\n")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "id: 2\ndata: two\n\n")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	for i := 0; i < 2; i++ {
+		resp, c := openSSE(t, g.addr, "/s")
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		body, err := io.ReadAll(resp.Body)
+		c.Close()
+		if err != nil || string(body) != "id: 1\ndata: one\n\nid: 2\ndata: two\n\n" {
+			t.Fatalf("stream %d: %q, %v", i, body, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(peers) != 2 || peers[0] != peers[1] {
+		t.Fatalf("upstream connections %v, want one reused", peers)
+	}
+}

@@ -65,6 +65,27 @@ func (l *Lease) Target() *Target { return l.t }
 // Lease must still be released.
 func (l *Lease) Interrupt() { _ = l.conn.Close() }
 
+// DetachReader hands the body over to a caller that reads it raw (with its
+// transfer coding) from Conn: it appends the body bytes the connection's
+// reader already holds to dst and returns that reader to the pool, so a
+// long-lived stream holds no read buffer here while it waits. Call it at
+// most once, instead of reading resp.BodyStream.
+func (l *Lease) DetachReader(dst []byte) []byte {
+	if l.br == nil {
+		return dst
+	}
+	if n := l.br.Buffered(); n > 0 {
+		b, _ := l.br.Peek(n)
+		dst = append(dst, b...)
+	}
+	l.hc.ReleaseReader(l.br)
+	l.br = nil
+	return dst
+}
+
+// Conn is the connection the response body arrives on.
+func (l *Lease) Conn() net.Conn { return l.conn }
+
 // LongLived lifts the per-read silence bound of the ordinary pool for this
 // response: an event stream may stay quiet for as long as it lives. Call it
 // before reading the body.
@@ -82,7 +103,9 @@ func (l *Lease) Release(complete bool) {
 		if dc, ok := l.conn.(*deadlineConn); ok {
 			dc.idle = dc.baseIdle
 		}
-		l.hc.ReleaseReader(l.br)
+		if l.br != nil {
+			l.hc.ReleaseReader(l.br)
+		}
 		connOps.put(l.hc, l.cc, true)
 	} else {
 		// The reader is dropped, not pooled: a read may still be running
