@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,42 @@ func TestSSEHeartbeatNoticesGoneClient(t *testing.T) {
 	}
 	if open := metricValue(t, g, "wasmgate_sse_streams_open"); open != 0 {
 		t.Fatalf("%v SSE streams still open", open)
+	}
+}
+
+// Proxy.Close ends a stream whose client takes nothing by closing its
+// connection once the deadline passes, instead of waiting out
+// write_stall_timeout.
+func TestSSECloseDeadlineCutsStalledClient(t *testing.T) {
+	verifyNone(t)
+	payload := strings.Repeat("x", 16<<10)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "id: %d\ndata: %s\n\n", i, payload); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.SSE.WriteStallTimeout = config.Duration(time.Minute)
+	}), nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	io.WriteString(c, "GET /s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+	// Read nothing until the gateway's socket buffers are full.
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	g.proxy.Close(time.Now().Add(200 * time.Millisecond))
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("Close returned after %v", d)
+	}
+	if open := metricValue(t, g, "wasmgate_sse_streams_open"); open != 0 {
+		t.Fatalf("%v SSE streams still open after Close", open)
 	}
 }
