@@ -228,6 +228,26 @@ type Plugin struct {
 	FailurePolicy string   `yaml:"failure_policy"`
 	// RecycleMemory drains a VM whose linear memory passes this size.
 	RecycleMemory Size `yaml:"recycle_memory"`
+	// Limits bound what the plugin can make the host hold through the ABI.
+	Limits PluginLimits `yaml:"limits"`
+}
+
+// PluginLimits bound what a plugin can make the host hold. Past one, the
+// host function answers an error status (the guest sees the failure; the
+// request goes on) and wasmgate_plugin_limit_refusals_total counts it.
+type PluginLimits struct {
+	// HeaderMapBytes and HeaderMapFields bound one header map a plugin
+	// builds (serialized size, field count).
+	HeaderMapBytes  Size `yaml:"header_map_bytes"`
+	HeaderMapFields int  `yaml:"header_map_fields"`
+	// SharedDataBytes and SharedDataKeys bound the plugin's shared data
+	// (keys plus values, all its VMs and versions together).
+	SharedDataBytes Size `yaml:"shared_data_bytes"`
+	SharedDataKeys  int  `yaml:"shared_data_keys"`
+	// QueueItems bounds the items waiting in one shared queue.
+	QueueItems int `yaml:"queue_items"`
+	// HTTPCalls bounds the proxy_http_call requests in flight per VM.
+	HTTPCalls int `yaml:"http_calls"`
 }
 
 // ConfigJSON returns the plugin configuration as JSON (nil when unset).
@@ -382,9 +402,42 @@ func (c *Config) applyDefaults() {
 		if p.RecycleMemory == 0 {
 			p.RecycleMemory = p.MemoryLimit / 2
 		}
+		p.Limits.setDefaults()
 	}
 	if c.Wasm.CacheDir == "" && c.Storage.Path != "" {
 		c.Wasm.CacheDir = c.Storage.Path + "/wasm-cache"
+	}
+}
+
+// DefaultPluginLimits are the plugins[].limits a file leaves out.
+var DefaultPluginLimits = PluginLimits{
+	HeaderMapBytes:  256 << 10,
+	HeaderMapFields: 1024,
+	SharedDataBytes: 16 << 20,
+	SharedDataKeys:  10000,
+	QueueItems:      10000,
+	HTTPCalls:       64,
+}
+
+func (l *PluginLimits) setDefaults() {
+	d := DefaultPluginLimits
+	if l.HeaderMapBytes == 0 {
+		l.HeaderMapBytes = d.HeaderMapBytes
+	}
+	if l.HeaderMapFields == 0 {
+		l.HeaderMapFields = d.HeaderMapFields
+	}
+	if l.SharedDataBytes == 0 {
+		l.SharedDataBytes = d.SharedDataBytes
+	}
+	if l.SharedDataKeys == 0 {
+		l.SharedDataKeys = d.SharedDataKeys
+	}
+	if l.QueueItems == 0 {
+		l.QueueItems = d.QueueItems
+	}
+	if l.HTTPCalls == 0 {
+		l.HTTPCalls = d.HTTPCalls
 	}
 }
 

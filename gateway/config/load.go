@@ -173,6 +173,9 @@ func (c *Config) Validate() error {
 		if p.MemoryLimit < 64<<10 || p.MemoryLimit > 4<<30 {
 			return fmt.Errorf("plugin %q: memory_limit %s: want 64KiB..4GiB", p.Name, p.MemoryLimit)
 		}
+		if err := p.Limits.validate(); err != nil {
+			return fmt.Errorf("plugin %q: %w", p.Name, err)
+		}
 		if _, err := p.ConfigJSON(); err != nil {
 			return fmt.Errorf("plugin %q: config: %w", p.Name, err)
 		}
@@ -250,6 +253,24 @@ func (c *Config) Validate() error {
 func checkAddr(key, addr string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("%s: %q: want host:port", key, addr)
+	}
+	return nil
+}
+
+func (l PluginLimits) validate() error {
+	switch {
+	case l.HeaderMapBytes < 1<<10 || l.HeaderMapBytes > 64<<20:
+		return fmt.Errorf("limits.header_map_bytes %s: want 1KiB..64MiB", l.HeaderMapBytes)
+	case l.HeaderMapFields < 1 || l.HeaderMapFields > 1<<20:
+		return fmt.Errorf("limits.header_map_fields %d: want 1..1048576", l.HeaderMapFields)
+	case l.SharedDataBytes < 0 || l.SharedDataBytes > 4<<30:
+		return fmt.Errorf("limits.shared_data_bytes %s: want up to 4GiB", l.SharedDataBytes)
+	case l.SharedDataKeys < 0:
+		return fmt.Errorf("limits.shared_data_keys %d must not be negative", l.SharedDataKeys)
+	case l.QueueItems < 0:
+		return fmt.Errorf("limits.queue_items %d must not be negative", l.QueueItems)
+	case l.HTTPCalls < 0:
+		return fmt.Errorf("limits.http_calls %d must not be negative", l.HTTPCalls)
 	}
 	return nil
 }
