@@ -419,6 +419,12 @@ var DefaultPluginLimits = PluginLimits{
 	HTTPCalls:       64,
 }
 
+// WithDefaults returns l with DefaultPluginLimits for every zero field.
+func (l PluginLimits) WithDefaults() PluginLimits {
+	l.setDefaults()
+	return l
+}
+
 func (l *PluginLimits) setDefaults() {
 	d := DefaultPluginLimits
 	if l.HeaderMapBytes == 0 {
