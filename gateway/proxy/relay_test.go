@@ -506,3 +506,22 @@ func TestSSEUpstreamConnReusedAfterCleanEnd(t *testing.T) {
 		t.Fatalf("upstream connections %v, want one reused", peers)
 	}
 }
+
+// An MCP-style POST answered with an event stream: the request body
+// reaches the upstream before the relay takes the connection over.
+func TestSSEResponseToPost(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "id: 1\ndata: %s\n\n", b)
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	for _, body := range []string{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, strings.Repeat("y", 20<<10)} {
+		req := fmt.Sprintf("POST /mcp HTTP/1.1\r\nHost: x\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		resp := rawRequest(t, g.addr, req, 5*time.Second)
+		if statusOf(resp) != 200 || !strings.Contains(resp, "data: "+body+"\n\n") || !strings.HasSuffix(resp, "0\r\n\r\n") {
+			t.Fatalf("%d-byte body: response %.200q", len(body), resp)
+		}
+	}
+}
