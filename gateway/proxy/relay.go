@@ -152,6 +152,13 @@ func (rs *relayState) hijacked(c net.Conn) {
 	close(rs.ready)
 }
 
+// giveUp stops waiting for a connection fasthttp has not handed over yet.
+func (rs *relayState) giveUp() {
+	if rs.owner.CompareAndSwap(0, connLost) {
+		close(rs.ready)
+	}
+}
+
 func (rs *relayState) run() {
 	x, p := rs.x, rs.x.p
 	defer rs.finish()
@@ -160,12 +167,13 @@ func (rs *relayState) run() {
 	case <-rs.ready:
 		t.Stop()
 	case <-t.C:
-		if rs.owner.CompareAndSwap(0, connLost) {
-			// fasthttp closed the connection instead of handing it over.
-			rs.ending.CompareAndSwap(live, endClient)
-			return
-		}
+		// fasthttp closed the connection instead of handing it over.
+		rs.giveUp()
 		<-rs.ready
+	}
+	if rs.owner.Load() != connOwned {
+		rs.ending.CompareAndSwap(live, endClient)
+		return
 	}
 	err := rs.write(*rs.head)
 	putOut(rs.head)
@@ -467,6 +475,7 @@ func (rs *relayState) force() {
 		rs.cancel()
 	}
 	_ = rs.x.conn.Close()
+	rs.giveUp() // a hijack not done yet will not be
 }
 
 func putBuf(b *[]byte) {
