@@ -80,21 +80,27 @@ const (
 	logCritical = 5
 )
 
-// Limits on what a guest can make the host hold through the ABI. They are
-// fixed rather than configurable: each is far above what a sane filter
-// needs and low enough that a hostile one cannot grow host memory much.
+// Limits on what a guest can make the host hold through the ABI, beside
+// the configurable plugins[].limits (header maps, shared data, queue
+// items, HTTP calls in flight): each is far above what a sane filter needs
+// and low enough that a hostile one cannot grow host memory much.
 const (
-	maxHeaderMapBytes  = 256 << 10 // serialized size of one header map
-	maxHeaderMapFields = 1024
-	maxBufferBytes     = 64 << 20 // a body buffer a guest may build
-	maxSharedKeys      = 10000    // per vm_id
-	maxSharedBytes     = 16 << 20 // per vm_id
-	maxQueues          = 256      // per vm_id
-	maxQueueItems      = 10000    // per queue
-	maxMetricsPerVM    = 1000     // per plugin
-	maxHTTPCallsPerVM  = 64       // outstanding http_call per VM
-	maxUserProperties  = 64       // proxy_set_property keys per context
-	maxPropertyBytes   = 64 << 10
+	maxBufferBytes    = 64 << 20 // a body buffer a guest may build
+	maxQueues         = 256      // per vm_id
+	maxMetricsPerVM   = 1000     // per plugin
+	maxUserProperties = 64       // proxy_set_property keys per context
+	maxPropertyBytes  = 64 << 10
+)
+
+// Names of the configurable limits: the limit label of
+// wasmgate_plugin_limit_refusals_total and, with "limits.", the config key.
+const (
+	limitHeaderMapBytes  = "header_map_bytes"
+	limitHeaderMapFields = "header_map_fields"
+	limitSharedDataBytes = "shared_data_bytes"
+	limitSharedDataKeys  = "shared_data_keys"
+	limitQueueItems      = "queue_items"
+	limitHTTPCalls       = "http_calls"
 )
 
 var errMalformedMap = errors.New("malformed serialized map")
@@ -125,10 +131,13 @@ func appendSerialized(dst []byte, h chain.Headers) []byte {
 	return dst
 }
 
-// parseSerialized decodes the spec's map form. An empty input or a single
-// NUL byte is the empty map. Names are lower-cased (HTTP/2 style), as the
-// chain contract requires.
-func parseSerialized(b []byte) (chain.Headers, error) {
+// errTooManyFields is a serialized map over the header_map_fields limit.
+var errTooManyFields = errors.New("serialized map over limits.header_map_fields")
+
+// parseSerialized decodes the spec's map form, of at most maxFields pairs.
+// An empty input or a single NUL byte is the empty map. Names are
+// lower-cased (HTTP/2 style), as the chain contract requires.
+func parseSerialized(b []byte, maxFields int) (chain.Headers, error) {
 	if len(b) == 0 || (len(b) == 1 && b[0] == 0) {
 		return nil, nil
 	}
@@ -136,8 +145,11 @@ func parseSerialized(b []byte) (chain.Headers, error) {
 		return nil, errMalformedMap
 	}
 	n := int(binary.LittleEndian.Uint32(b))
-	if n > maxHeaderMapFields || 4+8*n > len(b) {
+	if 4+8*n > len(b) || n < 0 {
 		return nil, errMalformedMap
+	}
+	if n > maxFields {
+		return nil, errTooManyFields
 	}
 	sizes := b[4 : 4+8*n]
 	data := b[4+8*n:]

@@ -19,19 +19,22 @@ func TestSerializedMapRoundTrip(t *testing.T) {
 	if !bytes.Equal(got, want) || serializedSize(h) != len(want) {
 		t.Fatalf("serialized %v, want %v", got, want)
 	}
-	back, err := parseSerialized(got)
+	back, err := parseSerialized(got, 1024)
 	if err != nil || len(back) != 2 || back[1].Value != "22" {
 		t.Fatalf("parse: %v %v", back, err)
 	}
 	for _, empty := range [][]byte{nil, {0}} {
-		if h, err := parseSerialized(empty); err != nil || len(h) != 0 {
+		if h, err := parseSerialized(empty, 1024); err != nil || len(h) != 0 {
 			t.Fatalf("empty map %v: %v %v", empty, h, err)
 		}
 	}
 	for _, bad := range [][]byte{{1, 0}, {5, 0, 0, 0}, {1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 'a', 0}} {
-		if _, err := parseSerialized(bad); err == nil {
+		if _, err := parseSerialized(bad, 1024); err == nil {
 			t.Fatalf("malformed %v accepted", bad)
 		}
+	}
+	if _, err := parseSerialized(got, 1); err != errTooManyFields {
+		t.Fatalf("2 pairs under a 1-field limit: %v", err)
 	}
 }
 
@@ -67,7 +70,8 @@ func TestHostFunctions(t *testing.T) {
 				t.Fatalf("request %d: x-shared %q", i, got)
 			}
 		}
-		if st := th.shared.set("all", "count", []byte("x"), 12345); st != statusCASMismatch {
+		lim := config.DefaultPluginLimits
+		if st, _ := th.shared.set("all", "count", []byte("x"), 12345, &lim); st != statusCASMismatch {
 			t.Fatalf("stale cas: status %d", st)
 		}
 	})

@@ -108,6 +108,32 @@ func instantiateEnv(ctx context.Context, rt wazero.Runtime) error {
 
 func hUnimplemented(*vm, []uint64) uint32 { return statusUnimplemented }
 
+// refuse answers st for an operation a plugins[].limits key refused:
+// counted, and logged (rate-limited) with the key to raise.
+func (m *vm) refuse(limit string, st uint32, args ...any) uint32 {
+	s := m.ver.s
+	s.m.limitRefusals.WithLabelValues(limit).Inc()
+	s.logs.warn("plugin limit reached; the host function failed", append([]any{"limit", "limits." + limit}, args...)...)
+	return st
+}
+
+// checkMap refuses a serialized map over limits.header_map_bytes.
+func (m *vm) checkMap(raw []byte) uint32 {
+	if len(raw) > m.ver.s.cfg.Limits.HeaderMapBytes.N() {
+		return m.refuse(limitHeaderMapBytes, statusBadArgument, "bytes", len(raw))
+	}
+	return statusOK
+}
+
+// parseMap is parseSerialized under limits.header_map_fields.
+func (m *vm) parseMap(raw []byte) (chain.Headers, error) {
+	h, err := parseSerialized(raw, m.ver.s.cfg.Limits.HeaderMapFields)
+	if err == errTooManyFields {
+		m.refuse(limitHeaderMapFields, statusBadArgument)
+	}
+	return h, err
+}
+
 // Memory helpers. A guest pointer that does not fit its memory is
 // INVALID_MEMORY_ACCESS, never a host panic.
 
@@ -434,10 +460,10 @@ func hSetHeaderMapPairs(m *vm, s []uint64) uint32 {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	if len(raw) > maxHeaderMapBytes {
-		return statusBadArgument
+	if st := m.checkMap(raw); st != statusOK {
+		return st
 	}
-	pairs, err := parseSerialized(raw)
+	pairs, err := m.parseMap(raw)
 	if err != nil {
 		return statusBadArgument
 	}
@@ -558,9 +584,12 @@ func (m *vm) modifyHeader(s []uint64, op func(h *chain.Headers, k, v string)) ui
 	if c != nil {
 		defer c.mu.Unlock()
 	}
-	if len(*h) >= maxHeaderMapFields || serializedSize(*h)+len(key)+len(val)+10 > maxHeaderMapBytes {
-		m.ver.s.logs.warn("header map limit reached; header not added", "header", key)
-		return statusBadArgument
+	lim := &m.ver.s.cfg.Limits
+	if len(*h) >= lim.HeaderMapFields {
+		return m.refuse(limitHeaderMapFields, statusBadArgument, "header", key)
+	}
+	if serializedSize(*h)+len(key)+len(val)+10 > lim.HeaderMapBytes.N() {
+		return m.refuse(limitHeaderMapBytes, statusBadArgument, "header", key)
 	}
 	op(h, key, val)
 	return statusOK
@@ -662,10 +691,13 @@ func hSendLocalResponse(m *vm, s []uint64) uint32 {
 		m.ver.s.logs.warn("proxy_send_local_response with an invalid status refused", "status", code)
 		return statusBadArgument
 	}
-	if len(body) > maxBufferBytes || len(rawHdr) > maxHeaderMapBytes {
+	if len(body) > maxBufferBytes {
 		return statusBadArgument
 	}
-	hdrs, err := parseSerialized(rawHdr)
+	if st := m.checkMap(rawHdr); st != statusOK {
+		return st
+	}
+	hdrs, err := m.parseMap(rawHdr)
 	if err != nil {
 		return statusBadArgument
 	}

@@ -110,7 +110,7 @@ func TestTenThousandHeaders(t *testing.T) {
 	if res.Action != chain.Continue {
 		t.Fatalf("%+v", res)
 	}
-	if n := len(resp); n > maxHeaderMapFields+1 || n < 100 {
+	if n := len(resp); n > config.DefaultPluginLimits.HeaderMapFields+1 || n < 100 {
 		t.Fatalf("%d response headers", n)
 	}
 }

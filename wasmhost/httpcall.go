@@ -42,10 +42,13 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 	if _, ok := m.mem.Read(uint32(s[9]), 4); !ok {
 		return statusInvalidMemoryAccess
 	}
-	if len(rawHdr) > maxHeaderMapBytes || len(body) > maxBufferBytes {
+	if len(body) > maxBufferBytes {
 		return statusBadArgument
 	}
-	hdrs, err := parseSerialized(rawHdr)
+	if st := m.checkMap(rawHdr); st != statusOK {
+		return st
+	}
+	hdrs, err := m.parseMap(rawHdr)
 	if err != nil {
 		return statusBadArgument
 	}
@@ -66,8 +69,11 @@ func hHTTPCall(m *vm, s []uint64) uint32 {
 	m.callsMu.Lock()
 	outstanding := len(m.calls)
 	m.callsMu.Unlock()
-	if h.opts.HTTP == nil || outstanding >= maxHTTPCallsPerVM {
+	if h.opts.HTTP == nil {
 		return statusInternalFailure
+	}
+	if outstanding >= m.ver.s.cfg.Limits.HTTPCalls {
+		return m.refuse(limitHTTPCalls, statusInternalFailure, "in_flight", outstanding)
 	}
 	if k, ok := h.opts.HTTP.(UpstreamChecker); ok && !k.HasUpstream(upstream) {
 		return statusBadArgument

@@ -30,6 +30,7 @@ type hostMetrics struct {
 	httpCalls       *prometheus.CounterVec
 	httpCallSeconds *prometheus.HistogramVec
 	cpuUnits        *prometheus.CounterVec
+	limitRefusals   *prometheus.CounterVec
 	own             []prometheus.Collector // unregistered by Close
 }
 
@@ -52,6 +53,7 @@ type pluginMetrics struct {
 	httpCalls       *prometheus.CounterVec
 	httpCallSeconds prometheus.Observer
 	cpuUnits        prometheus.Counter
+	limitRefusals   *prometheus.CounterVec
 	guest           guestMetrics
 }
 
@@ -106,6 +108,7 @@ func newHostMetrics(reg prometheus.Registerer, h *Host) (*hostMetrics, error) {
 	hm.httpCalls = cv("wasmgate_plugin_http_calls_total", "proxy_http_call results by status class.", "plugin", "result")
 	hm.httpCallSeconds = hv("wasmgate_plugin_http_call_seconds", "proxy_http_call latency.", []float64{0.001, 0.005, 0.02, 0.1, 0.5, 2, 10}, "plugin")
 	hm.cpuUnits = cv("wasmgate_plugin_cpu_units_total", "Guest work in meter units (metered plugins); divide by the calibrated rate for CPU time.", "plugin")
+	hm.limitRefusals = cv("wasmgate_plugin_limit_refusals_total", "Host functions refused by a plugins[].limits key (limit: header_map_bytes, header_map_fields, shared_data_bytes, shared_data_keys, queue_items, http_calls).", "plugin", "limit")
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +147,7 @@ func (hm *hostMetrics) plugin(name string) *pluginMetrics {
 		httpCalls:       hm.httpCalls.MustCurryWith(prometheus.Labels{"plugin": name}),
 		httpCallSeconds: hm.httpCallSeconds.WithLabelValues(name),
 		cpuUnits:        hm.cpuUnits.WithLabelValues(name),
+		limitRefusals:   hm.limitRefusals.MustCurryWith(prometheus.Labels{"plugin": name}),
 	}
 	for i, n := range callbackNames {
 		pm.calls[i] = hm.calls.WithLabelValues(name, n)
@@ -170,8 +174,10 @@ var (
 	descGuestCounter = prometheus.NewDesc("wasmgate_plugin_counter", "Counter defined by a plugin (proxy_define_metric).", []string{"plugin", "name"}, nil)
 	descGuestGauge   = prometheus.NewDesc("wasmgate_plugin_gauge", "Gauge defined by a plugin (proxy_define_metric).", []string{"plugin", "name"}, nil)
 	descPages        = prometheus.NewDesc("wasmgate_plugin_memory_pages", "Linear memory pages (64 KiB) across a plugin's VMs.", []string{"plugin"}, nil)
-	descSharedBytes  = prometheus.NewDesc("wasmgate_plugin_shared_data_bytes", "Bytes held in a plugin's shared data (limit 16 MiB, 10000 keys).", []string{"plugin"}, nil)
-	descQueueItems   = prometheus.NewDesc("wasmgate_plugin_shared_queue_items", "Items waiting in a plugin's shared queues (limit 10000 per queue).", []string{"plugin"}, nil)
+	descSharedBytes  = prometheus.NewDesc("wasmgate_plugin_shared_data_bytes", "Bytes held in a plugin's shared data (keys and values; bounded by limits.shared_data_bytes).", []string{"plugin"}, nil)
+	descSharedKeys   = prometheus.NewDesc("wasmgate_plugin_shared_data_keys", "Keys in a plugin's shared data (bounded by limits.shared_data_keys).", []string{"plugin"}, nil)
+	descQueueItems   = prometheus.NewDesc("wasmgate_plugin_shared_queue_items", "Items waiting in a plugin's shared queues (bounded per queue by limits.queue_items).", []string{"plugin"}, nil)
+	descHTTPCalls    = prometheus.NewDesc("wasmgate_plugin_http_calls_in_flight", "proxy_http_call requests in flight across a plugin's VMs (bounded per VM by limits.http_calls).", []string{"plugin"}, nil)
 )
 
 func (g *guestMetrics) define(plugin string, typ uint32, name string) (uint32, uint32) {
@@ -228,16 +234,22 @@ func (c *guestCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range order {
 		s := slots[name]
 		var pages uint64
+		calls := 0
 		for _, v := range s.versions() {
 			v.mu.Lock()
 			for _, m := range v.vms {
 				pages += uint64(m.pages.Load())
+				m.callsMu.Lock()
+				calls += len(m.calls)
+				m.callsMu.Unlock()
 			}
 			v.mu.Unlock()
 		}
 		ch <- prometheus.MustNewConstMetric(descPages, prometheus.GaugeValue, float64(pages), name)
-		sharedBytes, queued := c.h.shared.usage(name)
+		ch <- prometheus.MustNewConstMetric(descHTTPCalls, prometheus.GaugeValue, float64(calls), name)
+		sharedBytes, keys, queued := c.h.shared.usage(name)
 		ch <- prometheus.MustNewConstMetric(descSharedBytes, prometheus.GaugeValue, float64(sharedBytes), name)
+		ch <- prometheus.MustNewConstMetric(descSharedKeys, prometheus.GaugeValue, float64(keys), name)
 		ch <- prometheus.MustNewConstMetric(descQueueItems, prometheus.GaugeValue, float64(queued), name)
 		g := &s.m.guest
 		g.mu.Lock()

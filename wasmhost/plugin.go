@@ -64,6 +64,7 @@ func newSlot(h *Host, p config.Plugin) *slot {
 	if p.RecycleMemory <= 0 {
 		p.RecycleMemory = p.MemoryLimit / 2
 	}
+	p.Limits = p.Limits.WithDefaults()
 	s := &slot{h: h, name: p.Name, cfg: p, m: h.metrics.plugin(p.Name)}
 	s.logs = newLogLimiter(h.log.With("plugin", p.Name), s.m)
 	return s

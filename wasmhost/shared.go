@@ -2,6 +2,8 @@ package wasmhost
 
 import (
 	"sync"
+
+	"github.com/wasmgate/wasmgate/gateway/config"
 )
 
 // sharedRegistry holds shared data and shared queues, scoped by vm_id. A
@@ -33,14 +35,15 @@ type subscriber struct {
 }
 
 type sharedQueue struct {
-	id      uint32
-	vmID    string
-	items   [][]byte
-	subs    []subscriber
-	next    int
-	notify  bool // a proxy_on_queue_ready dispatch is pending
-	seq     uint64
-	dropped uint64
+	id       uint32
+	vmID     string
+	maxItems int // limits.queue_items of the plugin that registered it last
+	items    [][]byte
+	subs     []subscriber
+	next     int
+	notify   bool // a proxy_on_queue_ready dispatch is pending
+	seq      uint64
+	dropped  uint64
 }
 
 func newSharedRegistry(h *Host) *sharedRegistry {
@@ -56,18 +59,19 @@ func (r *sharedRegistry) store(vmID string) *sharedStore {
 	return s
 }
 
-// usage reports the bytes of shared data and the queued items of vmID.
-func (r *sharedRegistry) usage(vmID string) (bytes, items int) {
+// usage reports the bytes and keys of shared data and the queued items of
+// vmID.
+func (r *sharedRegistry) usage(vmID string) (bytes, keys, items int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.stores[vmID]
 	if s == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for _, q := range s.queues {
 		items += len(q.items)
 	}
-	return s.bytes, items
+	return s.bytes, len(s.data), items
 }
 
 func (r *sharedRegistry) get(vmID, key string) ([]byte, uint32, bool) {
@@ -80,23 +84,24 @@ func (r *sharedRegistry) get(vmID, key string) ([]byte, uint32, bool) {
 	return e.value, e.cas, true
 }
 
-// set stores value under key; a non-zero cas must match the entry's.
-func (r *sharedRegistry) set(vmID, key string, value []byte, cas uint32) uint32 {
+// set stores value under key; a non-zero cas must match the entry's. A
+// refusal by a limit names it.
+func (r *sharedRegistry) set(vmID, key string, value []byte, cas uint32, lim *config.PluginLimits) (uint32, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.store(vmID)
 	e := s.data[key]
 	if e != nil && cas != 0 && cas != e.cas {
-		return statusCASMismatch
+		return statusCASMismatch, ""
 	}
 	grow := len(key) + len(value)
 	if e != nil {
 		grow = len(value) - len(e.value)
-	} else if len(s.data) >= maxSharedKeys {
-		return statusInternalFailure
+	} else if len(s.data) >= lim.SharedDataKeys {
+		return statusInternalFailure, limitSharedDataKeys
 	}
-	if s.bytes+grow > maxSharedBytes {
-		return statusInternalFailure
+	if s.bytes+grow > lim.SharedDataBytes.N() {
+		return statusInternalFailure, limitSharedDataBytes
 	}
 	if e == nil {
 		e = &sharedEntry{}
@@ -109,12 +114,12 @@ func (r *sharedRegistry) set(vmID, key string, value []byte, cas uint32) uint32 
 		r.cas = 1
 	}
 	e.cas = r.cas
-	return statusOK
+	return statusOK, ""
 }
 
 // register opens (creating if needed) the named queue of vmID and
 // subscribes the calling root context to proxy_on_queue_ready.
-func (r *sharedRegistry) register(vmID, name string, m *vm, root *rootCtx) (uint32, uint32) {
+func (r *sharedRegistry) register(vmID, name string, m *vm, root *rootCtx, maxItems int) (uint32, uint32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.store(vmID)
@@ -128,6 +133,7 @@ func (r *sharedRegistry) register(vmID, name string, m *vm, root *rootCtx) (uint
 		s.queues[name] = q
 		r.queues[q.id] = q
 	}
+	q.maxItems = maxItems
 	for _, sub := range q.subs {
 		if sub.vm == m && sub.root == root {
 			return q.id, statusOK
@@ -147,17 +153,19 @@ func (r *sharedRegistry) resolve(vmID, name string) (uint32, bool) {
 	return s.queues[name].id, true
 }
 
-func (r *sharedRegistry) enqueue(id uint32, value []byte) uint32 {
+// enqueue adds value to queue id; full reports a refusal by
+// limits.queue_items.
+func (r *sharedRegistry) enqueue(id uint32, value []byte) (st uint32, full bool) {
 	r.mu.Lock()
 	q := r.queues[id]
 	if q == nil {
 		r.mu.Unlock()
-		return statusNotFound
+		return statusNotFound, false
 	}
-	if len(q.items) >= maxQueueItems {
+	if len(q.items) >= q.maxItems {
 		q.dropped++
 		r.mu.Unlock()
-		return statusInternalFailure
+		return statusInternalFailure, true
 	}
 	q.items = append(q.items, append([]byte(nil), value...))
 	q.seq++
@@ -178,7 +186,7 @@ func (r *sharedRegistry) enqueue(id uint32, value []byte) uint32 {
 			r.mu.Unlock()
 		}
 	}
-	return statusOK
+	return statusOK, false
 }
 
 // deliver calls proxy_on_queue_ready on one subscriber. Items enqueued
@@ -256,7 +264,11 @@ func hSetSharedData(m *vm, s []uint64) uint32 {
 	if !ok1 || !ok2 {
 		return statusInvalidMemoryAccess
 	}
-	return m.ver.s.h.shared.set(m.vmID(), key, val, uint32(s[4]))
+	st, limit := m.ver.s.h.shared.set(m.vmID(), key, val, uint32(s[4]), &m.ver.s.cfg.Limits)
+	if limit != "" {
+		return m.refuse(limit, st, "key", key)
+	}
+	return st
 }
 
 func hGetSharedData(m *vm, s []uint64) uint32 {
@@ -282,7 +294,7 @@ func hRegisterQueue(m *vm, s []uint64) uint32 {
 	if m.effRoot == nil {
 		return statusBadArgument
 	}
-	id, st := m.ver.s.h.shared.register(m.vmID(), name, m, m.effRoot)
+	id, st := m.ver.s.h.shared.register(m.vmID(), name, m, m.effRoot, m.ver.s.cfg.Limits.QueueItems)
 	if st != statusOK {
 		return st
 	}
@@ -316,7 +328,11 @@ func hEnqueue(m *vm, s []uint64) uint32 {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	return m.ver.s.h.shared.enqueue(uint32(s[0]), val)
+	st, full := m.ver.s.h.shared.enqueue(uint32(s[0]), val)
+	if full {
+		return m.refuse(limitQueueItems, st, "queue", uint32(s[0]))
+	}
+	return st
 }
 
 func hDequeue(m *vm, s []uint64) uint32 {
