@@ -69,7 +69,7 @@ type Proxy struct {
 	writeTimeout time.Duration
 	bodyTimeout  time.Duration
 
-	parsers   sync.Pool      // *sse.Parser
+	parsers   sync.Pool      // *pooledParser
 	streams   sync.WaitGroup // open SSE relays
 	closing   chan struct{}
 	closeOnce sync.Once

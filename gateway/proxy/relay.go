@@ -90,6 +90,7 @@ const (
 
 type relayState struct {
 	x       *exchange
+	set     *liveSettings // at the stream's start; write_stall_timeout is read live
 	chunked bool
 	lastID  string        // Last-Event-ID for gateway replay
 	ready   chan struct{} // closed when fasthttp hands the connection over
@@ -114,7 +115,7 @@ type relayState struct {
 // on a hijacked connection. The response header must be final.
 func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	p := x.p
-	rs := &relayState{x: x, lastID: replayFrom, ready: make(chan struct{})}
+	rs := &relayState{x: x, set: p.settings(), lastID: replayFrom, ready: make(chan struct{})}
 	h := &ctx.Response.Header
 	rs.chunked = ctx.Request.Header.IsHTTP11()
 	h.SetContentLength(-1)
@@ -181,7 +182,7 @@ func (rs *relayState) run() {
 	if err != nil {
 		return
 	}
-	if hb := p.settings().sse.Heartbeat.D(); hb > 0 {
+	if hb := rs.set.sse.Heartbeat.D(); hb > 0 {
 		rs.wmu.Lock()
 		rs.hb = time.AfterFunc(hb, rs.heartbeat)
 		rs.wmu.Unlock()
@@ -200,17 +201,19 @@ func (rs *relayState) run() {
 			x.body, rs.rb = rb, rb
 		}
 	}
-	parser, _ := p.parsers.Get().(*sse.Parser)
-	if parser == nil {
-		// A small initial buffer (it grows for a large event and shrinks
-		// back): the upstream connection's reader already buffers.
-		parser = sse.NewParserSize(rs, p.settings().sse.MaxEventBytes.N(), 1<<10)
+	limit := rs.set.sse.MaxEventBytes.N()
+	pp, _ := p.parsers.Get().(*pooledParser)
+	if pp == nil || pp.limit != limit {
+		// A small initial buffer: it grows for a large event and shrinks
+		// back.
+		pp = &pooledParser{Parser: sse.NewParserSize(rs, limit, 1<<10), limit: limit}
 	} else {
-		parser.Reset(rs)
+		pp.Reset(rs)
 	}
+	parser := pp.Parser
 	defer func() {
 		parser.Reset(nil)
-		p.parsers.Put(parser)
+		p.parsers.Put(pp)
 	}()
 	if rs.lastID != "" && p.replayer != nil && x.session != "" {
 		x.replay(rs)
@@ -236,7 +239,7 @@ func (rs *relayState) run() {
 		} else {
 			rs.add(ev.Raw)
 		}
-		if rs.events >= max(p.settings().sse.PendingEvents, 1) || (rs.out != nil && len(*rs.out) >= maxBatch) {
+		if rs.events >= max(rs.set.sse.PendingEvents, 1) || (rs.out != nil && len(*rs.out) >= maxBatch) {
 			if err = rs.flush(); err != nil {
 				break
 			}
@@ -313,8 +316,7 @@ func (rs *relayState) write(b []byte) error {
 
 func (rs *relayState) writeLocked(b []byte) error {
 	x := rs.x
-	s := &x.p.settings().sse
-	if d := s.WriteStallTimeout.D(); d > 0 {
+	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
 		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
 	}
 	if _, err := x.conn.Write(b); err != nil {
@@ -324,7 +326,7 @@ func (rs *relayState) writeLocked(b []byte) error {
 		return errClientGone
 	}
 	if rs.hb != nil {
-		rs.hb.Reset(s.Heartbeat.D())
+		rs.hb.Reset(rs.set.sse.Heartbeat.D())
 	}
 	return nil
 }
@@ -380,7 +382,7 @@ func (rs *relayState) end(err error) {
 			return
 		}
 		if errors.Is(err, sse.ErrEventTooLarge) {
-			p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", p.settings().sse.MaxEventBytes)
+			p.log.Warn("SSE event over sse.max_event_bytes; stream ended", "route", x.rt.name, "request_id", string(x.reqID), "limit", rs.set.sse.MaxEventBytes)
 		}
 	}
 	rs.add(rs.finalChain())
@@ -476,6 +478,13 @@ func (rs *relayState) force() {
 	}
 	_ = rs.x.conn.Close()
 	rs.giveUp() // a hijack not done yet will not be
+}
+
+// pooledParser is a parser kept for reuse with the event size limit it was
+// made with (sse.max_event_bytes may change on a reload).
+type pooledParser struct {
+	*sse.Parser
+	limit int
 }
 
 func putBuf(b *[]byte) {
@@ -591,7 +600,7 @@ func (x *exchange) replay(rs *relayState) {
 		rs.add(*b)
 		putBuf(b)
 		x.rt.m.sseReplayed.Inc()
-		if rs.events >= max(p.settings().sse.PendingEvents, 1) || len(*rs.out) >= maxBatch {
+		if rs.events >= max(rs.set.sse.PendingEvents, 1) || len(*rs.out) >= maxBatch {
 			return rs.flush()
 		}
 		return nil

@@ -525,3 +525,64 @@ func TestSSEResponseToPost(t *testing.T) {
 		}
 	}
 }
+
+// sse.max_event_bytes changed by a reload applies to streams that start
+// afterwards (pooled parsers included); a stream in flight keeps its own.
+func TestSSEReloadMaxEventBytes(t *testing.T) {
+	verifyNone(t)
+	big := strings.Repeat("b", 2<<10)
+	release := make(chan struct{})
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: small\n\n")
+		w.(http.Flusher).Flush()
+		if r.URL.Query().Get("wait") != "" {
+			<-release
+		}
+		io.WriteString(w, "data: "+big+"\n\n")
+	}))
+	cfg := testConfig(t, []string{up.addr}, nil)
+	g := startGateway(t, cfg, nil, nil)
+	events := func(resp *http.Response) []string {
+		p := sse.NewParser(resp.Body, 0)
+		var got []string
+		for {
+			ev, err := p.Next()
+			if err != nil {
+				return got
+			}
+			got = append(got, string(ev.Data))
+		}
+	}
+	inFlight, c2 := openSSE(t, g.addr, "/s?wait=1")
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(5 * time.Second))
+	first, err := sse.NewParser(inFlight.Body, 0).Next()
+	if err != nil || string(first.Data) != "small" {
+		t.Fatalf("stream in flight: %v", err)
+	}
+	// A stream run to its end, so that its parser is pooled.
+	resp, c := openSSE(t, g.addr, "/s")
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got := events(resp); len(got) != 2 {
+		t.Fatalf("before the reload: %d events", len(got))
+	}
+	c.Close()
+	time.Sleep(50 * time.Millisecond) // the relay ends after its last write
+
+	s := cfg.SSE
+	s.MaxEventBytes = 1 << 10
+	g.proxy.SetLive(s, cfg.Sessions)
+
+	resp, c3 := openSSE(t, g.addr, "/s")
+	defer c3.Close()
+	c3.SetDeadline(time.Now().Add(5 * time.Second))
+	if got := events(resp); len(got) != 1 || got[0] != "small" {
+		t.Fatalf("after the reload: %d events, want only the small one", len(got))
+	}
+	close(release)
+	rest, _ := io.ReadAll(inFlight.Body)
+	if !strings.Contains(string(rest), big) {
+		t.Fatalf("stream in flight lost its 2 KiB event after the reload (%d bytes)", len(rest))
+	}
+}
