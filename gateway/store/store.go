@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -230,16 +232,52 @@ func (s *Store) getMeta(session string) (sessionMeta, bool, error) {
 
 // writeScratch is reused across commits by the single writing goroutine.
 type writeScratch struct {
-	batch   *pebble.Batch
-	key     []byte
-	val     []byte
-	touched map[string]*touch
-	order   []string
+	batch *pebble.Batch
+	key   []byte
+	val   []byte
+	// touched indexes touches by session; both are reset per batch and
+	// keep their storage.
+	touched map[string]int
+	touches []touch
+	// buf and ents hold the batch's records until setSorted.
+	buf  []byte
+	ents []kv
+}
+
+// kv is a key and value in writeScratch.buf: key buf[k:v], value
+// buf[v:end].
+type kv struct{ k, v, end int }
+
+func (sc *writeScratch) put(key, val []byte) {
+	k := len(sc.buf)
+	sc.buf = append(sc.buf, key...)
+	v := len(sc.buf)
+	sc.buf = append(sc.buf, val...)
+	sc.ents = append(sc.ents, kv{k, v, len(sc.buf)})
+}
+
+// setSorted adds the records to b in key order. Pebble inserts a batch
+// into its memtable skiplist one key at a time, reusing the previous
+// key's search path while it still brackets the next; sessions interleave,
+// so in arrival order every insert searched from the top of a list
+// holding hundreds of thousands of keys.
+func (sc *writeScratch) setSorted(b *pebble.Batch) error {
+	buf := sc.buf
+	slices.SortStableFunc(sc.ents, func(a, c kv) int {
+		return bytes.Compare(buf[a.k:a.v], buf[c.k:c.v])
+	})
+	for _, r := range sc.ents {
+		if err := b.Set(buf[r.k:r.v], buf[r.v:r.end], nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // touch is one session's change within a batch: the activity touches of
 // all its events coalesce into one metadata write.
 type touch struct {
+	id   string
 	st   *sessionState
 	next sessionMeta
 	n    int // events of this session in the batch
@@ -256,24 +294,27 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 	defer s.mu.Unlock()
 	if sc.batch == nil {
 		sc.batch = s.db.NewBatch()
-		sc.touched = make(map[string]*touch)
+		sc.touched = make(map[string]int)
 	}
 	b := sc.batch
 	b.Reset()
+	sc.buf, sc.ents = sc.buf[:0], sc.ents[:0]
 	clear(sc.touched)
-	sc.order = sc.order[:0]
+	clear(sc.touches) // drop the session state pointers
+	sc.touches = sc.touches[:0]
 	keys := 0
 	for _, e := range evs {
-		t := sc.touched[e.Session]
-		if t == nil {
+		i, ok := sc.touched[e.Session]
+		if !ok {
 			st, err := s.state(e.Session)
 			if err != nil {
 				return 0, err
 			}
-			t = &touch{st: st, next: st.meta}
-			sc.touched[e.Session] = t
-			sc.order = append(sc.order, e.Session)
+			i = len(sc.touches)
+			sc.touches = append(sc.touches, touch{id: e.Session, st: st, next: st.meta})
+			sc.touched[e.Session] = i
 		}
+		t := &sc.touches[i]
 		if e.Seq == 0 {
 			t.st.meta.LastSeq++
 			e.Seq = t.st.meta.LastSeq
@@ -282,9 +323,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 		t.n++
 		sc.key = eventKey(sc.key[:0], e.Session, e.Seq)
 		sc.val = appendEvent(sc.val[:0], e)
-		if err := b.Set(sc.key, sc.val, nil); err != nil {
-			return 0, err
-		}
+		sc.put(sc.key, sc.val)
 		keys++
 		m := &t.next
 		m.Events++
@@ -308,42 +347,39 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			if e.EventID != "" && len(e.EventID) <= maxIndexPart && len(e.Stream) <= maxIndexPart {
 				sc.key = sseKey(sc.key[:0], e.Session, e.Stream, e.EventID)
 				sc.val = binary.BigEndian.AppendUint64(sc.val[:0], e.Seq)
-				if err := b.Set(sc.key, sc.val, nil); err != nil {
-					return 0, err
-				}
+				sc.put(sc.key, sc.val)
 				keys++
 			}
 		}
 	}
-	for _, id := range sc.order {
-		t := sc.touched[id]
+	for i := range sc.touches {
+		t := &sc.touches[i]
 		t.next.LastSeq = t.st.meta.LastSeq // the highest number reserved
 		sc.val = appendMeta(sc.val[:0], &t.next)
-		if err := b.Set(metaKey(sc.key[:0], id), sc.val, nil); err != nil {
-			return 0, err
-		}
+		sc.put(metaKey(sc.key[:0], t.id), sc.val)
 		keys++
 		if !t.st.stored {
-			if err := b.Set(startKey(sc.key[:0], t.next.Start, id), nil, nil); err != nil {
-				return 0, err
-			}
+			sc.put(startKey(sc.key[:0], t.next.Start, t.id), nil)
 			keys++
 		}
+	}
+	if err := sc.setSorted(b); err != nil {
+		return 0, err
 	}
 	if err := c.Apply(b, wo); err != nil {
 		return 0, err
 	}
-	for _, id := range sc.order {
-		t := sc.touched[id]
+	for i := range sc.touches {
+		t := &sc.touches[i]
 		t.st.meta = t.next
 		t.st.stored = true
 	}
 	for _, e := range evs {
-		s.sessions[e.Session].pending--
+		sc.touches[sc.touched[e.Session]].st.pending--
 	}
-	for _, id := range sc.order {
-		if st := s.sessions[id]; st.meta.Ended && st.pending == 0 {
-			delete(s.sessions, id)
+	for i := range sc.touches {
+		if t := &sc.touches[i]; t.st.meta.Ended && t.st.pending == 0 {
+			delete(s.sessions, t.id)
 		}
 	}
 	s.evictLocked()

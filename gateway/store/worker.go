@@ -97,10 +97,12 @@ type Worker struct {
 	commit BatchCommitter
 	wo     *pebble.WriteOptions
 	log    *slog.Logger
-	redact map[string]bool
+	redact nameSet
 	m      *workerMetrics
 
 	queue chan *event.Event
+	// full (capacity 1) wakes the worker when a batch is queued.
+	full chan struct{}
 
 	// closeMu makes Close and Record exclusive: once closed is set under
 	// the write lock, no Record is between its check and its send.
@@ -145,6 +147,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		log:     opts.Logger,
 		m:       m,
 		queue:   make(chan *event.Event, opts.QueueSize),
+		full:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		dedup:   make(map[sseIdentity]struct{}),
@@ -156,10 +159,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		w.wo = pebble.NoSync
 	}
 	if len(opts.Redact) > 0 {
-		w.redact = make(map[string]bool, len(opts.Redact))
-		for _, h := range opts.Redact {
-			w.redact[strings.ToLower(h)] = true
-		}
+		w.redact = newNameSet(opts.Redact)
 	}
 	if opts.Registerer != nil {
 		if err := m.registerGauges(opts.Registerer,
@@ -192,6 +192,7 @@ func (w *Worker) Record(e *event.Event) bool {
 	}
 	select {
 	case w.queue <- e:
+		w.signalFull()
 		return true
 	default:
 	}
@@ -200,6 +201,7 @@ func (w *Worker) Record(e *event.Event) bool {
 	defer t.Stop()
 	select {
 	case w.queue <- e:
+		w.signalFull()
 		return true
 	case <-t.C:
 		w.m.shed.WithLabelValues("full").Inc()
@@ -208,6 +210,17 @@ func (w *Worker) Record(e *event.Event) bool {
 }
 
 var _ event.Sink = (*Worker)(nil)
+
+// signalFull wakes a worker waiting for its batch to fill once the queue
+// holds the rest of a batch (the worker holds the first event).
+func (w *Worker) signalFull() {
+	if len(w.queue) >= w.opts.BatchSize-1 {
+		select {
+		case w.full <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // Close stops accepting events, writes everything queued (events waiting
 // for a retry get one last attempt) and stops the worker. It does not close
@@ -254,21 +267,23 @@ func (w *Worker) run() {
 		}
 		w.fill()
 		if len(w.items) < w.opts.BatchSize && w.room() {
-			// Wait up to flush_interval for the batch to fill.
-			flushTimer.Reset(w.opts.FlushInterval)
-		wait:
-			for len(w.items) < w.opts.BatchSize && w.room() {
-				select {
-				case e := <-w.queue:
-					w.items = append(w.items, item{ev: e})
-					w.fill()
-				case <-flushTimer.C:
-					break wait
-				case <-w.closing:
-					break wait
-				}
+			// Wait up to flush_interval for the batch to fill. Record
+			// wakes the worker once the queue holds a batch, not for every
+			// event: a wake-up per event cost more CPU than the commit.
+			select {
+			case <-w.full: // stale: sent while the last batch was written
+			default:
 			}
-			flushTimer.Stop()
+			if len(w.queue) < w.opts.BatchSize-len(w.items) {
+				flushTimer.Reset(w.opts.FlushInterval)
+				select {
+				case <-w.full:
+				case <-flushTimer.C:
+				case <-w.closing:
+				}
+				flushTimer.Stop()
+			}
+			w.fill()
 		}
 		w.flush(false)
 	}
@@ -340,7 +355,7 @@ func (w *Worker) drain() {
 func (w *Worker) prepare(e *event.Event) {
 	if w.redact != nil {
 		for i := range e.Headers {
-			if w.redact[strings.ToLower(e.Headers[i].Name)] {
+			if w.redact.has(e.Headers[i].Name) {
 				e.Headers[i].Value = Redacted
 			}
 		}
@@ -445,6 +460,35 @@ func (w *Worker) backoff(attempts int) time.Duration {
 		d *= 2
 	}
 	return min(d, w.opts.RetryCap)
+}
+
+// nameSet holds header names, matched regardless of ASCII case.
+type nameSet map[string]struct{}
+
+func newNameSet(names []string) nameSet {
+	s := make(nameSet, len(names))
+	for _, n := range names {
+		s[strings.ToLower(n)] = struct{}{}
+	}
+	return s
+}
+
+// has lowers name on the stack: no allocation for names up to 64 bytes.
+func (s nameSet) has(name string) bool {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		_, ok := s[strings.ToLower(name)]
+		return ok
+	}
+	for i := range len(name) {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	_, ok := s[string(buf[:len(name)])]
+	return ok
 }
 
 type retryEntry struct {
