@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"iter"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -111,39 +113,129 @@ func (x *exchange) newEvent(t event.Type) *event.Event {
 }
 
 // redactor records header fields, hiding the values of sessions.redact.
-type redactor map[string]bool
+// Its keys are lower case.
+type redactor map[string]struct{}
 
 func newRedactor(names []string) redactor {
 	r := make(redactor, len(names))
 	for _, n := range names {
-		r[strings.ToLower(n)] = true
+		r[strings.ToLower(n)] = struct{}{}
 	}
 	return r
 }
 
-func (r redactor) add(dst []event.Header, k, v []byte) []event.Header {
-	name := string(k)
-	value := "[redacted]"
-	if !r[strings.ToLower(name)] {
-		value = string(v)
+// hides reports whether the value of header name is redacted. It lowers
+// name on the stack: no allocation for names up to 64 bytes.
+func (r redactor) hides(name []byte) bool {
+	if len(r) == 0 {
+		return false
 	}
-	return append(dst, event.Header{Name: name, Value: value})
+	var buf [64]byte
+	if len(name) > len(buf) {
+		_, ok := r[strings.ToLower(string(name))]
+		return ok
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	_, ok := r[string(buf[:len(name)])]
+	return ok
+}
+
+// headerSource is what fasthttp's request and response headers offer to
+// capture.
+type headerSource interface {
+	All() iter.Seq2[[]byte, []byte]
+	Len() int
+}
+
+// captureHeaders records the fields of h (values redacted). All names and
+// values share one string, and prefix (the request path) goes first in it:
+// three allocations per event instead of two per field.
+func (r redactor) captureHeaders(h headerSource, prefix []byte) (string, []event.Header) {
+	sc := captureScratchPool.Get().(*captureScratch)
+	defer sc.release()
+	sc.buf = append(sc.buf[:0], prefix...)
+	sc.spans = sc.spans[:0]
+	for k, v := range h.All() {
+		sp := span{name: len(sc.buf)}
+		sc.buf = append(sc.buf, k...)
+		sp.value = len(sc.buf)
+		if r.hides(k) {
+			sc.buf = append(sc.buf, redacted...)
+		} else {
+			sc.buf = append(sc.buf, v...)
+		}
+		sp.end = len(sc.buf)
+		sc.spans = append(sc.spans, sp)
+	}
+	all := string(sc.buf)
+	if len(sc.spans) == 0 {
+		return all, nil
+	}
+	hs := make([]event.Header, len(sc.spans))
+	for i, sp := range sc.spans {
+		hs[i] = event.Header{Name: all[sp.name:sp.value], Value: all[sp.value:sp.end]}
+	}
+	return all[:len(prefix)], hs
+}
+
+// captureScratch assembles one event's header fields.
+type captureScratch struct {
+	buf   []byte
+	spans []span
+}
+
+// span locates one field in captureScratch.buf: name buf[name:value],
+// value buf[value:end].
+type span struct{ name, value, end int }
+
+var captureScratchPool = sync.Pool{New: func() any { return new(captureScratch) }}
+
+func (sc *captureScratch) release() {
+	if cap(sc.buf) > 64<<10 || cap(sc.spans) > 1024 {
+		return // an outsized header block: let it go
+	}
+	captureScratchPool.Put(sc)
+}
+
+// redacted is the value recorded in place of a redacted header's (the same
+// as store.Redacted).
+const redacted = "[redacted]"
+
+// methodString returns m as a string, without allocating for the common
+// methods.
+func methodString(m []byte) string {
+	for _, s := range commonMethods {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
+
+var commonMethods = [...]string{
+	fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodDelete, fasthttp.MethodPut,
+	fasthttp.MethodPatch, fasthttp.MethodHead, fasthttp.MethodOptions,
 }
 
 // recordRequest sends the request event (headers redacted, body captured
 // up to sessions.capture_body_bytes when it was read with the headers).
 func (x *exchange) recordRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request) {
 	e := x.newEvent(event.Request)
-	e.Method = string(out.Header.Method())
-	e.Path = string(out.Header.RequestURI())
-	for k, v := range out.Header.All() {
-		e.Headers = x.p.settings().redact.add(e.Headers, k, v)
-	}
+	set := x.p.settings()
+	e.Method = methodString(out.Header.Method())
+	e.Path, e.Headers = set.redact.captureHeaders(&out.Header, out.Header.RequestURI())
 	e.BodyBytes = int64(out.Header.ContentLength())
 	if !out.IsBodyStream() {
 		b := out.Body()
 		e.BodyBytes = int64(len(b))
-		e.Body = append([]byte(nil), b[:min(len(b), x.p.settings().captureBody)]...)
+		if n := min(len(b), set.captureBody); n > 0 {
+			e.Body = append([]byte(nil), b[:n]...)
+		}
 	}
 	x.method, x.path = e.Method, e.Path
 	x.p.sink.Record(e)
@@ -154,9 +246,7 @@ func (x *exchange) recordResponse(h *fasthttp.ResponseHeader) {
 	e.Method, e.Path = x.method, x.path
 	e.Status = x.status
 	e.Latency = time.Since(x.start)
-	for k, v := range h.All() {
-		e.Headers = x.p.settings().redact.add(e.Headers, k, v)
-	}
+	_, e.Headers = x.p.settings().redact.captureHeaders(h, nil)
 	e.BodyBytes = int64(h.ContentLength())
 	x.p.sink.Record(e)
 }

@@ -195,3 +195,71 @@ func TestSessionKeyFromCookieAndQuery(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// TestRecordedHeaders checks what the request and response events hold:
+// every field with its exact value, redacted ones (matched in any case,
+// long names included) as "[redacted]", the path with its query, and a
+// header block larger than the capture scratch's first size.
+func TestRecordedHeaders(t *testing.T) {
+	verifyNone(t)
+	longName := "X-" + strings.Repeat("Secret", 12) // 74 bytes
+	big := strings.Repeat("v", 3000)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Set-Cookie", "id=1")
+		w.Header().Set("X-Big", big)
+		io.WriteString(w, "{}")
+	}))
+	cfg := testConfig(t, []string{up.addr}, nil)
+	cfg.Sessions.Redact = append(cfg.Sessions.Redact, strings.ToLower(longName))
+	sink := &memSink{}
+	table := session.NewTable(cfg.Sessions, cfg.SSE, sink, testLogger(), prometheus.NewRegistry())
+	defer table.Close()
+	g := startGateway(t, cfg, tableSessions{table}, sink)
+	g.proxy.SetLive(cfg.SSE, cfg.Sessions)
+	c := newClient(t)
+
+	req, _ := http.NewRequest("GET", "http://"+g.addr+"/mcp?x=1&y=%20", nil)
+	req.Header.Set("Mcp-Session-Id", "hdr-1")
+	req.Header["authorization"] = []string{"Bearer secret"}
+	req.Header.Set("X-API-KEY", "k")
+	req.Header.Set(longName, "s")
+	req.Header.Set("X-Plain", big)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	evs := sink.of("hdr-1")
+	if got := types(evs); got != "session_start,request,response" {
+		t.Fatalf("events %s", got)
+	}
+	headers := func(e *event.Event) map[string]string {
+		m := map[string]string{}
+		for _, h := range e.Headers {
+			m[strings.ToLower(h.Name)] = h.Value
+		}
+		return m
+	}
+	rq, rs := evs[1], evs[2]
+	if rq.Method != "GET" || rq.Path != "/mcp?x=1&y=%20" || rs.Method != "GET" || rs.Path != rq.Path {
+		t.Errorf("method/path: request %q %q, response %q %q", rq.Method, rq.Path, rs.Method, rs.Path)
+	}
+	for _, c := range []struct {
+		e           *event.Event
+		name, value string
+	}{
+		{rq, "authorization", "[redacted]"},
+		{rq, "x-api-key", "[redacted]"},
+		{rq, strings.ToLower(longName), "[redacted]"},
+		{rq, "x-plain", big},
+		{rq, "mcp-session-id", "hdr-1"},
+		{rs, "set-cookie", "[redacted]"},
+		{rs, "x-big", big},
+	} {
+		if got, ok := headers(c.e)[c.name]; !ok || got != c.value {
+			t.Errorf("%s event: %s = %.40q (present %v), want %.40q", c.e.Type, c.name, got, ok, c.value)
+		}
+	}
+}
