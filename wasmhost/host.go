@@ -371,16 +371,14 @@ func (h *Host) releaseCall() { <-h.calls }
 
 // tryEnter takes m's lock and a call slot if both are free now.
 func (h *Host) tryEnter(m *vm) bool {
-	select {
-	case m.lock <- struct{}{}:
-	default:
+	if !m.lock.tryLock() {
 		return false
 	}
 	select {
 	case h.calls <- struct{}{}:
 		return true
 	default:
-		<-m.lock
+		m.lock.unlock()
 		return false
 	}
 }

@@ -86,14 +86,16 @@ func TestPluginLimits(t *testing.T) {
 		vms := append([]*vm(nil), v.vms...)
 		v.mu.Unlock()
 		for _, m := range vms { // hold every VM so proxy_on_queue_ready cannot drain
-			m.lock <- struct{}{}
+			if !m.tryLock(time.Now().Add(5 * time.Second)) {
+				t.Fatal("VM busy")
+			}
 		}
 		var got []uint32
 		for range 3 {
 			got = append(got, hEnqueue(vms[0], []uint64{uint64(id), 0, 5}))
 		}
 		for _, m := range vms {
-			<-m.lock
+			m.lock.unlock()
 		}
 		if got[0] != statusOK || got[1] != statusOK || got[2] != statusInternalFailure {
 			t.Fatalf("enqueue statuses %v, want ok, ok, internal failure", got)

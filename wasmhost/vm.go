@@ -65,7 +65,7 @@ type vm struct {
 	mem  api.Memory
 	fns  [numCallbacks]api.Function
 	ctx  context.Context // carries the *vm to host functions; no Done channel
-	lock chan struct{}
+	lock vmLock
 
 	// Guarded by ver.mu.
 	active   int // streams holding this VM
@@ -113,7 +113,7 @@ func (v *version) newVM(ctx context.Context) (*vm, error) {
 	m := &vm{
 		ver:     v,
 		id:      vmSeq.Add(1),
-		lock:    make(chan struct{}, 1),
+		lock:    newVMLock(),
 		streams: map[uint32]*httpCtx{},
 		calls:   map[uint32]*rootCtx{},
 	}
@@ -154,8 +154,8 @@ func (v *version) newVM(ctx context.Context) (*vm, error) {
 		m.fns[cbAllocate] = mod.ExportedFunction("malloc")
 	}
 	s.h.dog.add(m)
-	m.lock <- struct{}{}
-	defer func() { <-m.lock }()
+	m.lock.tryLock() // not shared yet: always free
+	defer m.lock.unlock()
 	fail := func(err error) (*vm, error) {
 		m.close("start failed")
 		return nil, err
@@ -258,11 +258,11 @@ func (m *vm) setEffHTTP(c *httpCtx) {
 }
 
 // tryLock takes the VM's call lock, waiting until deadline at most.
-func (m *vm) tryLock(deadline time.Time) bool { return sendBy(m.lock, deadline) }
+func (m *vm) tryLock(deadline time.Time) bool { return m.lock.lockBy(deadline) }
 
 func (m *vm) unlock() {
 	m.finishDone()
-	<-m.lock
+	m.lock.unlock()
 }
 
 // errPoisoned marks a failed call: the VM must not be used again.
