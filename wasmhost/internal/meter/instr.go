@@ -23,6 +23,7 @@ const (
 	opI32Const     = 0x41
 	opI64Const     = 0x42
 	opI64LtS       = 0x53
+	opI64GeS       = 0x59
 	opI64Sub       = 0x7d
 	opI64Shl       = 0x86
 	opI64ShrU      = 0x88
