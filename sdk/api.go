@@ -157,7 +157,7 @@ func GetHeader(m MapType, name string) (value string, ok bool, e error) {
 	st := proxyGetHeaderMapValue(uint32(m), strPtr(name), uint32(len(name)), &retPtr, &retLen)
 	switch st {
 	case 0:
-		return string(take()), true, nil
+		return takeString(), true, nil
 	case uint32(StatusNotFound):
 		drop()
 		return "", false, nil
@@ -390,7 +390,7 @@ func HTTPCallStatus() (code uint32, msg string, e error) {
 		drop()
 		return 0, "", Status(st)
 	}
-	return retAux, string(take()), nil
+	return retAux, takeString(), nil
 }
 
 // HTTPCallResponseBody returns the body of that response.

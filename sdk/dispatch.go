@@ -12,6 +12,11 @@ var (
 	roots            = map[uint32]RootContext{}
 	streams          = map[uint32]HTTPContext{}
 
+	// The HTTP context of the last callback: a request's callbacks come
+	// one after another, so most skip the map.
+	lastID     uint32
+	lastStream HTTPContext
+
 	gcEvery     = 64      // callbacks between heap checks; 0: never collect
 	gcThreshold = 1 << 20 // bytes allocated since the last collection that trigger one
 	gcCount     int
@@ -73,6 +78,7 @@ func onContextCreate(id, parent uint32) {
 	if r, ok := roots[parent]; ok {
 		if h := r.NewHTTPContext(id); h != nil {
 			streams[id] = h
+			lastID, lastStream = id, h
 		}
 	}
 }
@@ -98,8 +104,23 @@ func onTick(id uint32) {
 	}
 }
 
+// stream returns the HTTP context id.
+func stream(id uint32) (HTTPContext, bool) {
+	if id == lastID && lastStream != nil {
+		return lastStream, true
+	}
+	h, ok := streams[id]
+	if ok {
+		lastID, lastStream = id, h
+	}
+	return h, ok
+}
+
 func onDone(id uint32) bool {
 	enter(id)
+	if id == lastID && lastStream != nil {
+		return true // an HTTP context
+	}
 	if r, ok := roots[id]; ok {
 		return r.OnDone()
 	}
@@ -108,16 +129,17 @@ func onDone(id uint32) bool {
 
 func onLog(id uint32) {
 	enter(id)
-	if h, ok := streams[id]; ok {
+	if h, ok := stream(id); ok {
 		h.OnLog()
 	}
 }
 
 func onDelete(id uint32) {
 	enter(id)
-	if h, ok := streams[id]; ok {
+	if h, ok := stream(id); ok {
 		h.OnDelete()
 		delete(streams, id)
+		lastID, lastStream = 0, nil
 		return
 	}
 	delete(roots, id)
@@ -125,7 +147,7 @@ func onDelete(id uint32) {
 
 func httpPhase(id uint32, f func(HTTPContext) Action) uint32 {
 	enter(id)
-	h, ok := streams[id]
+	h, ok := stream(id)
 	if !ok {
 		return uint32(Continue)
 	}

@@ -10,3 +10,7 @@ func SetPlugin(Plugin) {}
 
 // SetGCInterval sets the forced collection interval (a no-op outside Wasm).
 func SetGCInterval(int) {}
+
+// SetGCThreshold sets the bytes between forced collections (a no-op
+// outside Wasm).
+func SetGCThreshold(int) {}

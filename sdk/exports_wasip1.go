@@ -12,8 +12,11 @@ func allocate(size uint32) uint32 {
 	if size == 0 {
 		return uint32(uintptr(unsafe.Pointer(&zeroBlock[0])))
 	}
-	b := make([]byte, size)
-	pending = append(pending, b)
+	b, ok := allocSmall(size)
+	if !ok {
+		b = make([]byte, size)
+		pending = append(pending, b)
+	}
 	return uint32(uintptr(unsafe.Pointer(&b[0])))
 }
 

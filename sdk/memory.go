@@ -6,17 +6,45 @@ import "unsafe"
 // call and writing the block's address into a return slot. Blocks are Go
 // byte slices kept in pending until the call returns, so the collector
 // cannot free them in between; take hands the matching one to the caller
-// and forgets the rest.
+// and forgets the rest. The first small block of a host call is the
+// reused buffer small instead: a header value costs no allocation in the
+// allocator, only the string the caller makes of it.
 var (
 	pending        [][]byte
 	retPtr, retLen uint32
 	retAux         uint32
+
+	small     [smallBlock]byte
+	smallUsed bool
 )
+
+const smallBlock = 256
+
+// allocSmall returns small for a block that fits, once per host call.
+func allocSmall(size uint32) ([]byte, bool) {
+	if size > smallBlock || smallUsed {
+		return nil, false
+	}
+	smallUsed = true
+	return small[:size], true
+}
+
+// takeSmall returns the block at retPtr when it is small (valid until the
+// next host call) and ok false otherwise.
+func takeSmall() (b []byte, ok bool) {
+	if !smallUsed || retPtr != uint32(uintptr(unsafe.Pointer(&small[0]))) || retLen > smallBlock {
+		return nil, false
+	}
+	return small[:retLen], true
+}
 
 // take returns the block the host wrote at retPtr/retLen and clears
 // pending. It returns nil for an empty or unknown block.
 func take() []byte {
 	var out []byte
+	if b, ok := takeSmall(); ok {
+		out = append([]byte(nil), b...)
+	}
 	for i, b := range pending {
 		if uint32(uintptr(unsafe.Pointer(&b[0]))) == retPtr && int(retLen) <= len(b) {
 			out = b[:retLen:retLen]
@@ -24,7 +52,18 @@ func take() []byte {
 		pending[i] = nil
 	}
 	pending = pending[:0]
+	smallUsed = false
 	return out
+}
+
+// takeString is string(take()) with one copy fewer for a small block.
+func takeString() string {
+	if b, ok := takeSmall(); ok {
+		s := string(b)
+		drop()
+		return s
+	}
+	return string(take())
 }
 
 // drop forgets blocks of a host call whose status said failure.
@@ -33,6 +72,7 @@ func drop() {
 		pending[i] = nil
 	}
 	pending = pending[:0]
+	smallUsed = false
 }
 
 func bytesPtr(b []byte) unsafe.Pointer {
