@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 // request header and adds a response header (WAT, C, Go). Compare the
 // req/s figures of one run; the ratio to "none" is the plugin's cost.
 // The "interleaved" sub-benchmark alternates the routes and reports the
-// ratios themselves, which is what to read on a shared machine (its
-// ns/op and allocs/op cover one request on each of the four routes).
+// ratios themselves and the process CPU per request on each route (client,
+// gateway and upstream together), which is what to read on a shared
+// machine (its ns/op and allocs/op cover one request on each of the four
+// routes).
 // queue_timeout is raised to 2s so that a loaded machine measures
 // throughput rather than the 503s of the default 100ms bound.
 func BenchmarkGatewayRPS(b *testing.B) {
@@ -77,6 +80,7 @@ sessions: {max_sessions: 1000000}
 		c := &fasthttp.HostClient{Addr: g.Addr(), MaxConns: 64}
 		defer c.CloseIdleConnections()
 		total := make([]time.Duration, len(routes))
+		cpu := make([]time.Duration, len(routes))
 		count := make([]int, len(routes))
 		b.ResetTimer()
 		for done := 0; done < b.N; {
@@ -85,10 +89,12 @@ sessions: {max_sessions: 1000000}
 				if n <= 0 {
 					n = turn // every route gets the same turns
 				}
+				cpu0 := processCPU()
 				elapsed, err := drive(c, g.Addr(), route, n)
 				if err != nil {
 					b.Fatal(err)
 				}
+				cpu[i] += processCPU() - cpu0
 				total[i] += elapsed
 				count[i] += n
 			}
@@ -98,11 +104,23 @@ sessions: {max_sessions: 1000000}
 		for i := range routes {
 			rps[i] = float64(count[i]) / total[i].Seconds()
 			b.ReportMetric(1e6/rps[i], "µs/req-"+routes[i])
+			b.ReportMetric(float64(cpu[i].Microseconds())/float64(count[i]), "cpu-µs/req-"+routes[i])
 		}
 		for i := 1; i < len(routes); i++ {
 			b.ReportMetric(rps[i]/rps[0], routes[i]+"/none")
 		}
 	})
+}
+
+// processCPU is the CPU time (user + system) this process used so far: the
+// client, the gateway and the upstream together. Per request it is steadier
+// than req/s on a shared machine.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // drive sends n requests to route over 64 concurrent keep-alive
