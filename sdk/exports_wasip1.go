@@ -20,6 +20,15 @@ func allocate(size uint32) uint32 {
 	return uint32(uintptr(unsafe.Pointer(&b[0])))
 }
 
+// allocSmall returns small for a block that fits, once per host call.
+func allocSmall(size uint32) ([]byte, bool) {
+	if size > smallBlock || smallUsed {
+		return nil, false
+	}
+	smallUsed = true
+	return small[:size], true
+}
+
 // Callbacks of proxy-wasm v0.2.1 exported to the host. Those the SDK has
 // no interface for (TCP, gRPC, queues, foreign functions) are exported as
 // no-ops so that a host calling them finds them.

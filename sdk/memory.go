@@ -20,15 +20,6 @@ var (
 
 const smallBlock = 256
 
-// allocSmall returns small for a block that fits, once per host call.
-func allocSmall(size uint32) ([]byte, bool) {
-	if size > smallBlock || smallUsed {
-		return nil, false
-	}
-	smallUsed = true
-	return small[:size], true
-}
-
 // takeSmall returns the block at retPtr when it is small (valid until the
 // next host call) and ok false otherwise.
 func takeSmall() (b []byte, ok bool) {
