@@ -71,8 +71,12 @@ type headerText struct{ b strings.Builder }
 
 func (t *headerText) add(s []byte, lower bool) string {
 	start := t.b.Len()
+	if !lower {
+		t.b.Write(s)
+		return t.b.String()[start:]
+	}
 	for _, c := range s {
-		if lower && 'A' <= c && c <= 'Z' {
+		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		t.b.WriteByte(c)
