@@ -17,7 +17,7 @@ var (
 	lastID     uint32
 	lastStream HTTPContext
 
-	gcEvery     = 64      // callbacks between heap checks; 0: never collect
+	gcEvery     = 256     // callbacks between heap checks; 0: never collect
 	gcThreshold = 1 << 20 // bytes allocated since the last collection that trigger one
 	gcCount     int
 	gcLast      uint64 // heap bytes allocated (cumulative) at the last collection
@@ -29,7 +29,7 @@ var (
 func SetPlugin(p Plugin) { thePlugin = p }
 
 // SetGCInterval sets how many callbacks run between checks of the heap
-// (default 64); 0 disables forced collections (the heap then grows until
+// (default 256); 0 disables forced collections (the heap then grows until
 // the VM is recycled). A check reads the runtime's allocation counter and
 // runs runtime.GC once [SetGCThreshold] bytes were allocated since the
 // last collection.
