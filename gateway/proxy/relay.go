@@ -60,6 +60,8 @@ const (
 	chunkRoom = 18
 	// maxBatch bounds one write of gathered events.
 	maxBatch = 32 << 10
+	// stallPiece is the most written under one write_stall_timeout deadline.
+	stallPiece = 16 << 10
 	// hijackWait bounds the wait for fasthttp to hand over a hijacked
 	// connection; it only runs out when fasthttp dropped it instead.
 	hijackWait = 10 * time.Second
@@ -316,14 +318,21 @@ func (rs *relayState) write(b []byte) error {
 
 func (rs *relayState) writeLocked(b []byte) error {
 	x := rs.x
-	if d := x.p.settings().sse.WriteStallTimeout.D(); d > 0 {
-		_ = x.conn.SetWriteDeadline(time.Now().Add(d))
-	}
-	if _, err := x.conn.Write(b); err != nil {
-		if rs.ending.CompareAndSwap(live, endClient) || rs.ending.CompareAndSwap(endShutdown, endClient) {
-			x.p.log.Debug("SSE client gone", "route", x.rt.name, "request_id", string(x.reqID), "err", err)
+	d := x.p.settings().sse.WriteStallTimeout.D()
+	for len(b) > 0 {
+		// A fresh deadline per piece: a client must keep taking bytes,
+		// but a large event to a slow reader is not cut for being large.
+		n := min(len(b), stallPiece)
+		if d > 0 {
+			_ = x.conn.SetWriteDeadline(time.Now().Add(d))
 		}
-		return errClientGone
+		if _, err := x.conn.Write(b[:n]); err != nil {
+			if rs.ending.CompareAndSwap(live, endClient) || rs.ending.CompareAndSwap(endShutdown, endClient) {
+				x.p.log.Debug("SSE client gone", "route", x.rt.name, "request_id", string(x.reqID), "err", err)
+			}
+			return errClientGone
+		}
+		b = b[n:]
 	}
 	if rs.hb != nil {
 		rs.hb.Reset(rs.set.sse.Heartbeat.D())
