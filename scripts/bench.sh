@@ -8,7 +8,8 @@
 #         alternating: median requests/s, median p99 latency, and the CPU time
 #         the measured process (upstream for "direct", else the proxy) spent
 #         per request over all rounds, from /proc/<pid>/stat utime+stime.
-#         HTTP=0 skips this part.
+#         "paired" is the median over rounds of gateway/bare req/s within a
+#         round. HTTP=0 skips this part.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
 #         SSE_INTERVAL per stream, opened over one second per thousand,
 #         held for SSE_SECS in all), straight from the upstream and then
@@ -183,9 +184,18 @@ def agg(rs):
             "cpu_us": ticks / rs[0]["clk_tck"] * 1e6 / reqs if reqs else float("nan"),
             "errors": " ".join(f"{k}={v}" for k, v in sorted(errs.items())) or "-"}
 http = {k: agg(v) for k, v in groups.items()}
+def paired(size, conns):
+    # gateway/bare within each round (the two ran back to back), median over
+    # rounds: steadier than the ratio of medians when other load drifts.
+    by = {}
+    for r in rows:
+        if r["kind"] == "http" and r["size"] == size and r["result"]["conns"] == conns:
+            by.setdefault(r["round"], {})[r["target"]] = r["result"]["rps"]
+    rs = [v["gateway"] / v["bare"] for v in by.values() if v.get("bare") and "gateway" in v]
+    return median(rs) if rs else 0
 if http:
   print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
-  print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
+  print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'paired':>6} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
 for size in (100, 16384) if http else ():
     for conns in (64, 256):
         for t in ("direct", "bare", "gateway"):
@@ -193,9 +203,9 @@ for size in (100, 16384) if http else ():
             if t == "gateway":
                 b, d = http[(size, conns, "bare")]["rps"], http[(size, conns, "direct")]["rps"]
                 cb = http[(size, conns, "bare")]["cpu_us"]
-                ratios = f"{a['rps']/b if b else 0:7.2f} {a['rps']/d if d else 0:9.2f} {a['cpu_us']/cb if cb else 0:11.2f}"
+                ratios = f"{a['rps']/b if b else 0:7.2f} {paired(size, conns):6.2f} {a['rps']/d if d else 0:9.2f} {a['cpu_us']/cb if cb else 0:11.2f}"
             else:
-                ratios = f"{'':7} {'':9} {'':11}"
+                ratios = f"{'':7} {'':6} {'':9} {'':11}"
             label = "100B" if size == 100 else "16KiB"
             rounds = "/".join(f"{x:.0f}" for x in a["rps_all"])
             print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
