@@ -178,7 +178,11 @@ func Decode(wasm []byte) (*Module, error) {
 				m.funcTypes = make([]uint32, 0, n)
 				for i := uint32(0); i < n && err == nil; i++ {
 					var t uint32
-					t, err = sr.u32()
+					if t, err = sr.u32(); err == nil && t >= uint32(len(m.types)) {
+						// Invalid Wasm; wazero v1.12.0 panics validating
+						// a call to such a function instead of refusing it.
+						err = sr.errorf("function %d has type %d of %d", i, t, len(m.types))
+					}
 					m.funcTypes = append(m.funcTypes, t)
 				}
 			}
