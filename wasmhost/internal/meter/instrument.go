@@ -255,7 +255,9 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 		parents, calls = append(parents[:0], -1), append(calls[:0], false)
 		edits = append(edits, edit{kind: editEntry})
 		hasBulk := false
-		r := &reader{b: c.body, base: c.offset}
+		// checkBody passed: no decode error below.
+		body, unrolled := unrollLoops(c.body)
+		r := &reader{b: body, base: c.offset}
 		for !r.eof() {
 			start := r.pos
 			in, err := r.next()
@@ -267,9 +269,17 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 			case opBlock, opIf:
 				frames = append(frames, frames[len(frames)-1])
 			case opLoop:
+				if len(unrolled) > 0 && unrolled[0] == start {
+					// Charge the guest's own instructions only, not the
+					// blocks and branches unrolling added (see unrollLoops).
+					unrolled = unrolled[1:]
+					regions[frames[len(frames)-1]] -= unrollAddedOutside
+					regions = append(regions, -unrollAddedInside)
+				} else {
+					regions = append(regions, 0)
+				}
 				parents = append(parents, frames[len(frames)-1])
 				calls = append(calls, false)
-				regions = append(regions, 0)
 				frames = append(frames, len(regions)-1)
 				edits = append(edits, edit{pos: r.pos, end: r.pos, kind: editLoop, value: uint32(len(regions) - 1)})
 			case opEnd:
@@ -339,7 +349,7 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 		fnBuf = appendLocals(fnBuf[:0], locals)
 		last := 0
 		for _, e := range edits {
-			fnBuf = append(fnBuf, c.body[last:e.pos]...)
+			fnBuf = append(fnBuf, body[last:e.pos]...)
 			last = e.end
 			switch e.kind {
 			case editEntry, editLoop:
@@ -352,7 +362,7 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 				fnBuf = append(fnBuf, opI64Sub)
 				fnBuf = appendCheck(fnBuf, fuel, yield, f, calls[e.value])
 			case editRenumber:
-				fnBuf = appendU32(append(fnBuf, c.body[e.pos]), e.value)
+				fnBuf = appendU32(append(fnBuf, body[e.pos]), e.value)
 			case editBulk:
 				// Stack: ... length. Keep it, and charge length >> shift.
 				fnBuf = appendU32(append(fnBuf, opLocalTee), n32)
@@ -371,7 +381,7 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 				fnBuf = appendLoad(fnBuf, fuel, f)
 			}
 		}
-		fnBuf = append(fnBuf, c.body[last:]...)
+		fnBuf = append(fnBuf, body[last:]...)
 		out = appendU32(out, uint32(len(fnBuf)))
 		out = append(out, fnBuf...)
 	}

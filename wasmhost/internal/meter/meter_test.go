@@ -114,7 +114,8 @@ func checkFeatures(t *testing.T, ctx context.Context, in *instance) {
 // TestUnits checks the accounting: scan.wat's loop is 26 instructions
 // (charged at its header, both arms of its if included), run once per
 // byte, plus a few outside the loop: a 1 KB scan costs 1024*26 units and
-// a handful, whatever the slice size.
+// a handful, whatever the slice size. The loop is unrolled (unrollLoops),
+// so its exit may have paid for up to unrollBy-1 iterations more.
 func TestUnits(t *testing.T) {
 	ctx := context.Background()
 	in := newInstance(t, ctx, buildWAT20(t, "scan.wat"), true, nil)
@@ -126,7 +127,7 @@ func TestUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 		used := b.Used(in.fuel)
-		if used < 1024*26 || used > 1024*26+64 {
+		if used < 1024*26 || used > 1024*26+unrollBy*26+64 {
 			t.Errorf("slice %d: scan of 1 KB used %d units", slice, used)
 		}
 		if want := used / slice; b.Yields() < want {
@@ -237,9 +238,9 @@ func TestNoBudget(t *testing.T) {
 
 // TestGCWhileSpinning: runtime.GC completes within 20 ms while two
 // metered guests spin. Each guest returns to Go at every yield (here
-// every 2^16 units, well under a millisecond), where the collector can
-// stop it and scan its stack; unmetered and without
-// WithCloseOnContextDone the same runtime.GC would never return.
+// every 2^16 units, tens of microseconds), where the collector can stop
+// it and scan its stack; unmetered and without WithCloseOnContextDone the
+// same runtime.GC would never return.
 //
 // This is the one wall-clock check the issue asks for, made robust for a
 // shared 2-core machine:
@@ -247,45 +248,36 @@ func TestNoBudget(t *testing.T) {
 //     goroutine calling runtime.GC is not waiting for a P (the
 //     scheduler's 10 ms preemption tick), which would measure CPU
 //     contention, not the guests;
-//   - a slow attempt is retried (up to 5 attempts, 20 ms apart): one
-//     runtime.GC within 20 ms passes;
-//   - on a machine so loaded that no attempt makes 20 ms (seen here at
-//     load average 10: two spinning pure-Go goroutines made runtime.GC
-//     take 16–250 ms too), the metered guests must not slow the GC more
-//     than the same two goroutines running plain Go code do (best metered
-//     attempt ≤ 3x the best pure-Go attempt);
+//   - rounds alternate two goroutines spinning in plain (preemptible) Go
+//     with two metered guests, so both see the same load; the first
+//     metered runtime.GC within 20 ms passes (up to 8 rounds);
+//   - on a machine so loaded that none does (at load average 7–10 here,
+//     runtime.GC took 1–20 ms with nothing spinning and 20–60 ms beside
+//     plain Go spinners), the metered guests must not slow the GC more
+//     than the plain Go spinners of the same rounds do (best metered ≤ 2x
+//     best plain Go);
 //   - a control run shows the measurement catches a stall: guests that
-//     do not yield for 2^30 units hold runtime.GC for hundreds of ms.
+//     do not yield for 2^32 units hold runtime.GC for hundreds of ms.
 //     (Stop-the-world pause metrics do not show it: the collector waits
 //     for a running goroutine when it scans its stack, outside the pause.)
 func TestGCWhileSpinning(t *testing.T) {
 	ctx := context.Background()
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(4, runtime.NumCPU()+2)))
 	wasm := buildWAT20(t, "runaway.wat")
-
-	// Baseline: two goroutines spinning in plain (preemptible) Go.
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			x := 0
-			for !stop.Load() {
-				x = spinStep(x)
-			}
-		}()
+	guests := []*instance{newInstance(t, ctx, wasm, true, nil), newInstance(t, ctx, wasm, true, nil)}
+	timeGC := func() time.Duration {
+		t0 := time.Now()
+		runtime.GC()
+		return time.Since(t0)
 	}
-	time.Sleep(20 * time.Millisecond)
-	baseline := measureGCs()
-	stop.Store(true)
-	wg.Wait()
 
+	// spin starts both guests in "spin" with the given slice and deadline
+	// and returns once both are inside the guest (by then, surely).
+	var wg sync.WaitGroup
 	spin := func(slice int64, deadline time.Time) []error {
-		errs := make([]error, 2)
-		started := make(chan struct{}, 2)
-		for i := range errs {
-			in := newInstance(t, ctx, wasm, true, nil)
+		errs := make([]error, len(guests))
+		started := make(chan struct{}, len(guests))
+		for i, in := range guests {
 			b := &Budget{Deadline: deadline, Slice: slice}
 			b.Start(in.fuel)
 			wg.Add(1)
@@ -295,36 +287,65 @@ func TestGCWhileSpinning(t *testing.T) {
 				_, errs[i] = in.mod.ExportedFunction("spin").Call(WithBudget(ctx, b))
 			}()
 		}
-		<-started
-		<-started
-		time.Sleep(50 * time.Millisecond) // both are inside the guest by now
+		for range guests {
+			<-started
+		}
+		time.Sleep(20 * time.Millisecond)
 		return errs
 	}
 
-	errs := spin(1<<16, time.Now().Add(1500*time.Millisecond))
-	metered := measureGCs()
-	wg.Wait()
-	for i, err := range errs {
-		if !errors.Is(err, ErrCPULimit) {
-			t.Errorf("guest %d ended with %v, want ErrCPULimit", i, err)
+	var plain, metered []time.Duration
+	for len(metered) < 8 {
+		var stop atomic.Bool
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				x := 0
+				for !stop.Load() {
+					x = spinStep(x)
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		plain = append(plain, timeGC())
+		stop.Store(true)
+		wg.Wait()
+
+		errs := spin(1<<16, time.Now().Add(60*time.Millisecond))
+		d := timeGC()
+		metered = append(metered, d)
+		wg.Wait()
+		for i, err := range errs {
+			if !errors.Is(err, ErrCPULimit) {
+				t.Fatalf("guest %d ended with %v, want ErrCPULimit", i, err)
+			}
+		}
+		if d <= 20*time.Millisecond {
+			break
 		}
 	}
 
-	spin(1<<30, time.Now()) // the first yield ends them; their errors are not the point
-	t0 := time.Now()
-	runtime.GC() // once: after it the guests have yielded, and ended
-	control := time.Since(t0)
-	wg.Wait()
+	// Control: the first yield (after 2^32 units, ~0.5–1 s) ends them.
+	var control time.Duration
+	for range 3 {
+		spin(1<<32, time.Now())
+		control = timeGC()
+		wg.Wait()
+		if control > 100*time.Millisecond {
+			break
+		}
+	}
 
-	t.Logf("runtime.GC while 2 goroutines spin: pure Go %v; metered guests %v; control (no yield for 2^30 units) %v",
-		baseline, metered, control)
+	t.Logf("runtime.GC while 2 goroutines spin: plain Go %v; metered guests %v; control (no yield for 2^32 units) %v",
+		plain, metered, control)
 	best := slices.Min(metered)
 	switch {
 	case best <= 20*time.Millisecond:
-	case best <= 3*slices.Min(baseline):
+	case best <= 2*slices.Min(plain):
 		t.Logf("machine too loaded for 20 ms; metered guests delay GC no more than plain Go does")
 	default:
-		t.Fatalf("runtime.GC took %v while 2 metered guests spun (pure Go: %v)", metered, baseline)
+		t.Fatalf("runtime.GC took %v while 2 metered guests spun (plain Go: %v)", metered, plain)
 	}
 	if control <= 3*best || control <= 100*time.Millisecond {
 		t.Errorf("control: non-yielding guests held runtime.GC only %v; the measurement would not catch a stall", control)
@@ -333,23 +354,6 @@ func TestGCWhileSpinning(t *testing.T) {
 
 //go:noinline
 func spinStep(x int) int { return x*31 + 7 }
-
-// measureGCs times runtime.GC up to 5 times, 20 ms apart, stopping at the
-// first that takes at most 20 ms.
-func measureGCs() []time.Duration {
-	var took []time.Duration
-	for range 5 {
-		t0 := time.Now()
-		runtime.GC()
-		d := time.Since(t0)
-		took = append(took, d)
-		if d <= 20*time.Millisecond || d > time.Second {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return took
-}
 
 func TestNamesRenumbered(t *testing.T) {
 	ctx := context.Background()
