@@ -201,6 +201,10 @@ func (rs *relayState) run() {
 				putOut(pre)
 			}
 			x.body, rs.rb = rb, rb
+			// The upstream response headers are no longer needed.
+			_ = x.resp.CloseBodyStream()
+			fasthttp.ReleaseResponse(x.resp)
+			x.resp = nil
 		}
 	}
 	limit := rs.set.sse.MaxEventBytes.N()

@@ -288,7 +288,9 @@ func (x *exchange) finish() {
 			x.lease.Target().Failed(x.bodyErr)
 			x.p.log.Warn("upstream body broke", "route", x.rt.name, "target", x.lease.Target().Addr, "err", x.bodyErr)
 		}
-		_ = x.resp.CloseBodyStream()
+		if x.resp != nil { // the SSE relay may have released it early
+			_ = x.resp.CloseBodyStream()
+		}
 		x.lease.Release(x.upEOF)
 	}
 	if x.resp != nil {
