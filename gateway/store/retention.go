@@ -74,6 +74,9 @@ func (s *Store) deleteIf(ids []string, del func(sessionMeta) bool) (int, error) 
 		if err != nil {
 			return 0, err
 		}
+		if st, ok := s.sessions[id]; ok && st.dirty {
+			m = st.meta // the record lags (metaInterval)
+		}
 		if !found || !del(m) {
 			continue
 		}

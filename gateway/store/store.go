@@ -71,6 +71,11 @@ type Store struct {
 	mu        sync.Mutex
 	sessions  map[string]*sessionState
 	cacheSize int
+	// dirtyQ lists sessions whose metadata record is behind their state,
+	// in the order they fell behind; entries from dirtyHead on are live
+	// unless the session was written or forgotten since (commitEvents).
+	dirtyQ    []dirtyEntry
+	dirtyHead int
 
 	expired *prometheus.CounterVec
 	live    prometheus.Gauge
@@ -86,6 +91,26 @@ type sessionState struct {
 	// session with pending events is never evicted, so its numbers are not
 	// handed out twice.
 	pending int
+	// dirty: meta holds committed events its metadata record does not
+	// count yet, since dirtySince (unix nanos). See metaInterval.
+	dirty      bool
+	dirtySince int64
+}
+
+// metaInterval is how long a session's metadata record may lag behind its
+// committed events. An active session's record is rewritten at most this
+// often instead of with every batch: the record is a third of the keys a
+// request writes, and Pebble's memtable insert is most of a commit's CPU.
+// A session's first batch and its end are written at once. Readers and
+// the writer add the events stored past the record's last seq
+// (recoverTail), so neither a running store nor one after a crash shows
+// the lag.
+var metaInterval = time.Second // a variable for tests
+
+// dirtyEntry is a session whose metadata record fell behind at since.
+type dirtyEntry struct {
+	id    string
+	since int64
 }
 
 // pebbleLogger sends Pebble's chatter to slog: Info at debug level.
@@ -209,9 +234,76 @@ func (s *Store) state(session string) (*sessionState, error) {
 	}
 	if found {
 		st.meta, st.stored = m, true
+		n, err := s.recoverTail(session, &st.meta)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			now := time.Now().UnixNano()
+			st.dirty, st.dirtySince = true, now
+			s.dirtyQ = append(s.dirtyQ, dirtyEntry{session, now})
+		}
 	}
 	s.sessions[session] = st
 	return st, nil
+}
+
+// recoverTail adds to m the events of session stored past m.LastSeq: those
+// committed after the metadata record was last written (a crash lost the
+// newer state). It returns how many it found.
+func (s *Store) recoverTail(session string, m *sessionMeta) (int, error) {
+	if m.LastSeq == ^uint64(0) {
+		return 0, nil
+	}
+	prefix := appendSessionPrefix(nil, prefixEvent, session)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(nil, session, m.LastSeq+1), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("read session %q: %w", session, err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		_, seq, err := parseEventKey(it.Key())
+		if err != nil {
+			return 0, fmt.Errorf("read session %q: %w", session, err)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, fmt.Errorf("read session %q seq %d: %w", session, seq, err)
+		}
+		n++
+		m.LastSeq = max(m.LastSeq, seq)
+		m.Events++
+		m.Bytes += uint64(len(it.Key()) + len(v))
+		if len(v) >= 2 {
+			switch event.Type(v[1]) {
+			case event.SessionEnd:
+				m.Ended = true
+			case event.SessionStart:
+				m.Ended = false
+			}
+			if t, k := binary.Varint(v[2:]); k > 0 && t > m.LastActivity {
+				m.LastActivity = t
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("read session %q: %w", session, err)
+	}
+	return n, nil
+}
+
+// currentMeta is the metadata of session with the events its record does
+// not count yet (metaInterval) added.
+func (s *Store) currentMeta(session string) (sessionMeta, bool, error) {
+	m, found, err := s.getMeta(session)
+	if err != nil || !found {
+		return m, found, err
+	}
+	if _, err := s.recoverTail(session, &m); err != nil {
+		return m, false, err
+	}
+	return m, true, nil
 }
 
 func (s *Store) getMeta(session string) (sessionMeta, bool, error) {
@@ -277,10 +369,36 @@ func (sc *writeScratch) setSorted(b *pebble.Batch) error {
 // touch is one session's change within a batch: the activity touches of
 // all its events coalesce into one metadata write.
 type touch struct {
-	id   string
-	st   *sessionState
-	next sessionMeta
-	n    int // events of this session in the batch
+	id    string
+	st    *sessionState
+	next  sessionMeta
+	n     int  // events of this session in the batch
+	write bool // write the metadata record in this batch
+}
+
+// advanceDirty drops the dirty queue entries before i (handled by a
+// committed batch, or stale), compacting the queue once half is dropped.
+func (s *Store) advanceDirty(i int) {
+	s.dirtyHead = i
+	if s.dirtyHead == len(s.dirtyQ) {
+		s.dirtyQ, s.dirtyHead = s.dirtyQ[:0], 0
+	} else if s.dirtyHead > len(s.dirtyQ)/2 {
+		n := copy(s.dirtyQ, s.dirtyQ[s.dirtyHead:])
+		clear(s.dirtyQ[n:])
+		s.dirtyQ, s.dirtyHead = s.dirtyQ[:n], 0
+	}
+}
+
+// hasDirty reports whether some metadata record may lag, and since when
+// the oldest one may (its entry can be stale: the session was written
+// since; commitEvents then finds nothing to write).
+func (s *Store) hasDirty() (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirtyHead < len(s.dirtyQ) {
+		return s.dirtyQ[s.dirtyHead].since, true
+	}
+	return 0, false
 }
 
 // commitEvents assigns sequence numbers to the events that have none,
@@ -289,9 +407,16 @@ type touch struct {
 // of Pebble keys written. On error the events keep their numbers (retries
 // rewrite the same keys, so a batch that committed but reported failure is
 // harmless) and nothing in memory moves but the reserved numbers.
-func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.WriteOptions, sc *writeScratch) (int, error) {
+//
+// A session's metadata record is written with its first batch, with a
+// batch holding its start or end, and once it has lagged metaInterval
+// (all lagging records when flushAll, at Close, or when the session cache
+// is over its bound); with no events, commitEvents writes only those.
+func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.WriteOptions, sc *writeScratch, flushAll bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now().UnixNano()
+	flushAll = flushAll || len(s.sessions) > s.cacheSize
 	if sc.batch == nil {
 		sc.batch = s.db.NewBatch()
 		sc.touched = make(map[string]int)
@@ -311,7 +436,8 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 				return 0, err
 			}
 			i = len(sc.touches)
-			sc.touches = append(sc.touches, touch{id: e.Session, st: st, next: st.meta})
+			sc.touches = append(sc.touches, touch{id: e.Session, st: st, next: st.meta, write: !st.stored || flushAll ||
+				(st.dirty && now-st.dirtySince >= int64(metaInterval))})
 			sc.touched[e.Session] = i
 		}
 		t := &sc.touches[i]
@@ -341,8 +467,10 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 		switch e.Type {
 		case event.SessionEnd:
 			m.Ended = true
+			t.write = true
 		case event.SessionStart:
 			m.Ended = false
+			t.write = true
 		case event.SSE:
 			if e.EventID != "" && len(e.EventID) <= maxIndexPart && len(e.Stream) <= maxIndexPart {
 				sc.key = sseKey(sc.key[:0], e.Session, e.Stream, e.EventID)
@@ -352,9 +480,30 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			}
 		}
 	}
+	// Records that lagged long enough, of sessions without events here.
+	due := s.dirtyHead
+	for ; due < len(s.dirtyQ); due++ {
+		d := s.dirtyQ[due]
+		if !flushAll && now-d.since < int64(metaInterval) {
+			break
+		}
+		st, ok := s.sessions[d.id]
+		if !ok || !st.dirty || st.dirtySince != d.since {
+			continue // written or forgotten since
+		}
+		if _, ok := sc.touched[d.id]; ok {
+			sc.touches[sc.touched[d.id]].write = true
+			continue
+		}
+		sc.touched[d.id] = len(sc.touches)
+		sc.touches = append(sc.touches, touch{id: d.id, st: st, next: st.meta, write: true})
+	}
 	for i := range sc.touches {
 		t := &sc.touches[i]
 		t.next.LastSeq = t.st.meta.LastSeq // the highest number reserved
+		if !t.write {
+			continue
+		}
 		sc.val = appendMeta(sc.val[:0], &t.next)
 		sc.put(metaKey(sc.key[:0], t.id), sc.val)
 		keys++
@@ -363,22 +512,34 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			keys++
 		}
 	}
+	if len(sc.ents) == 0 {
+		s.advanceDirty(due)
+		return 0, nil
+	}
 	if err := sc.setSorted(b); err != nil {
 		return 0, err
 	}
 	if err := c.Apply(b, wo); err != nil {
 		return 0, err
 	}
+	s.advanceDirty(due)
 	for i := range sc.touches {
 		t := &sc.touches[i]
 		t.st.meta = t.next
 		t.st.stored = true
+		switch {
+		case t.write:
+			t.st.dirty = false
+		case !t.st.dirty:
+			t.st.dirty, t.st.dirtySince = true, now
+			s.dirtyQ = append(s.dirtyQ, dirtyEntry{t.id, now})
+		}
 	}
 	for _, e := range evs {
 		sc.touches[sc.touched[e.Session]].st.pending--
 	}
 	for i := range sc.touches {
-		if t := &sc.touches[i]; t.st.meta.Ended && t.st.pending == 0 {
+		if t := &sc.touches[i]; t.st.meta.Ended && t.st.pending == 0 && !t.st.dirty {
 			delete(s.sessions, t.id)
 		}
 	}
@@ -408,7 +569,7 @@ func (s *Store) evictLocked() {
 		if len(s.sessions) <= target {
 			return
 		}
-		if st.pending == 0 {
+		if st.pending == 0 && !st.dirty {
 			delete(s.sessions, id)
 		}
 	}
@@ -437,7 +598,7 @@ func infoOf(id string, m sessionMeta) SessionInfo {
 
 // Session returns the metadata of one session.
 func (s *Store) Session(id string) (SessionInfo, bool, error) {
-	m, ok, err := s.getMeta(id)
+	m, ok, err := s.currentMeta(id)
 	if err != nil || !ok {
 		return SessionInfo{}, ok, err
 	}
@@ -476,7 +637,7 @@ func (s *Store) ListSessions(limit int, cursor string) (page []SessionInfo, next
 		if err != nil {
 			return nil, "", fmt.Errorf("list sessions: %w", err)
 		}
-		m, found, err := s.getMeta(id)
+		m, found, err := s.currentMeta(id)
 		if err != nil {
 			return nil, "", err
 		}
@@ -644,5 +805,5 @@ func (s *Store) forgetLocked(id string) {
 		return
 	}
 	st.meta = sessionMeta{LastSeq: st.meta.LastSeq}
-	st.stored = false
+	st.stored, st.dirty = false, false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -346,5 +347,105 @@ func TestRunRetention(t *testing.T) {
 	<-done
 	if _, ok, _ := s.Session("fresh"); !ok {
 		t.Fatal("fresh session deleted")
+	}
+}
+
+// TestMetaLagsAndRecovers: a session's metadata record is not rewritten
+// with every batch (metaInterval), yet readers, a crash image of the store
+// (a Pebble checkpoint of the running store) and the writer after it see
+// every committed event; Close writes the lagging record.
+func TestMetaLagsAndRecovers(t *testing.T) {
+	defer func(d time.Duration) { metaInterval = d }(metaInterval)
+	metaInterval = time.Hour
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	defer s.Close()
+	w, err := NewWorker(s, WorkerOptions{FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if evs, _ := s.Events("a", 0, 0); len(evs) == n {
+				return
+			}
+		}
+		t.Fatalf("%d events not committed", n)
+	}
+	for i := 1; i <= 3; i++ {
+		w.Record(&event.Event{Session: "a", Type: event.Request, Message: fmt.Sprint(i)})
+		committed(i) // one batch each
+	}
+	raw, _, err := s.getMeta("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Events != 1 {
+		t.Fatalf("metadata record counts %d events: it was rewritten with every batch", raw.Events)
+	}
+	info, _, err := s.Session("a")
+	if err != nil || info.Events != 3 || info.LastSeq != 3 {
+		t.Fatalf("Session: %+v, %v; want 3 events", info, err)
+	}
+	page, _, err := s.ListSessions(10, "")
+	if err != nil || len(page) != 1 || page[0].Events != 3 || page[0].Bytes != info.Bytes {
+		t.Fatalf("ListSessions: %+v, %v", page, err)
+	}
+
+	crash := filepath.Join(t.TempDir(), "crash")
+	if err := s.db.Checkpoint(crash); err != nil {
+		t.Fatal(err)
+	}
+	c := openTest(t, crash)
+	defer c.Close()
+	if info2, _, _ := c.Session("a"); info2 != info {
+		t.Fatalf("after a crash: %+v, want %+v", info2, info)
+	}
+	record(t, c, &event.Event{Session: "a", Type: event.Request, Message: "4"})
+	evs, _ := c.Events("a", 0, 0)
+	if len(evs) != 4 || evs[3].Seq != 4 || evs[3].Message != "4" {
+		t.Fatalf("after a crash, numbering did not resume above the events on disk: %+v", evs)
+	}
+	if raw, _, _ := c.getMeta("a"); raw.Events != 4 || raw.LastSeq != 4 {
+		t.Fatalf("record after Close: %+v", raw)
+	}
+
+	w.Close()
+	if raw, _, _ := s.getMeta("a"); raw.Events != 3 || raw.Bytes != info.Bytes {
+		t.Fatalf("record after Close: %+v, want 3 events, %d bytes", raw, info.Bytes)
+	}
+}
+
+// TestMetaWrittenWhenIdle: a lagging metadata record is written once it
+// has lagged metaInterval, also when no further event comes.
+func TestMetaWrittenWhenIdle(t *testing.T) {
+	defer func(d time.Duration) { metaInterval = d }(metaInterval)
+	metaInterval = 20 * time.Millisecond
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	w, err := NewWorker(s, WorkerOptions{FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 3 {
+		w.Record(&event.Event{Session: "idle", Type: event.Request, Message: fmt.Sprint(i)})
+		time.Sleep(3 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		raw, _, err := s.getMeta("idle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw.Events == 3 && raw.LastSeq == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record still at %+v", raw)
+		}
+	}
+	if _, dirty := s.hasDirty(); dirty {
+		t.Error("a record still lags after it was written")
 	}
 }

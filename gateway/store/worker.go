@@ -116,9 +116,11 @@ type Worker struct {
 	// Owned by the worker goroutine.
 	retry   retryHeap
 	scratch writeScratch
-	dedup   map[sseIdentity]struct{}
-	evs     []*event.Event
-	items   []item
+	// metaRetry: no metadata-only commit before then (one just failed).
+	metaRetry time.Time
+	dedup     map[sseIdentity]struct{}
+	evs       []*event.Event
+	items     []item
 }
 
 // item is an event in a batch with the attempts already made for it.
@@ -243,27 +245,44 @@ func (w *Worker) run() {
 	retryTimer.Stop()
 	flushTimer := time.NewTimer(time.Hour)
 	flushTimer.Stop()
+	metaTimer := time.NewTimer(time.Hour)
+	metaTimer.Stop()
 	for {
 		w.items = w.items[:0]
 		w.takeDue(time.Now())
 		if len(w.items) == 0 {
 			// Idle: wait for an event, a due retry or Close.
-			var retryC <-chan time.Time
+			var retryC, metaC <-chan time.Time
 			if w.retry.Len() > 0 {
 				retryTimer.Reset(time.Until(w.retry[0].due))
 				retryC = retryTimer.C
+			}
+			if since, ok := w.store.hasDirty(); ok {
+				due := time.Unix(0, since).Add(metaInterval)
+				if due.Before(w.metaRetry) {
+					due = w.metaRetry
+				}
+				metaTimer.Reset(time.Until(due))
+				metaC = metaTimer.C
 			}
 			select {
 			case e := <-w.queueIfRoom():
 				w.items = append(w.items, item{ev: e})
 			case <-retryC:
 				w.takeDue(time.Now())
+			case <-metaC:
+				w.flushMeta(false)
 			case <-w.closing:
 				retryTimer.Stop()
+				metaTimer.Stop()
 				w.drain()
 				return
 			}
 			retryTimer.Stop()
+			metaTimer.Stop()
+			if len(w.items) == 0 {
+				continue
+			}
 		}
 		w.fill()
 		if len(w.items) < w.opts.BatchSize && w.room() {
@@ -349,6 +368,18 @@ func (w *Worker) drain() {
 		}
 		w.flush(true)
 	}
+	w.flushMeta(true)
+}
+
+// flushMeta writes the session metadata records that lag (all of them
+// when all is set) in a batch of their own: sessions that went quiet get
+// theirs without waiting for another event.
+func (w *Worker) flushMeta(all bool) {
+	if _, err := w.store.commitEvents(nil, w.commit, w.wo, &w.scratch, all); err != nil {
+		w.m.failures.Inc()
+		w.metaRetry = time.Now().Add(w.opts.RetryBase)
+		w.log.Warn("session metadata commit failed; will retry", "err", err, "at_shutdown", all)
+	}
 }
 
 // prepare redacts and truncates an event on its first attempt.
@@ -408,7 +439,7 @@ func (w *Worker) flush(final bool) {
 	}
 	w.m.batchSize.Observe(float64(len(w.evs)))
 	start := time.Now()
-	keys, err := w.store.commitEvents(w.evs, w.commit, w.wo, &w.scratch)
+	keys, err := w.store.commitEvents(w.evs, w.commit, w.wo, &w.scratch, false)
 	w.m.commitLatency.Observe(time.Since(start).Seconds())
 	if err == nil {
 		w.m.written.Add(float64(len(w.evs)))
