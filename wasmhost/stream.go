@@ -180,6 +180,18 @@ func (s *stream) invoke(p *pluginStream, cb callback, ph phase, n uint64, eos bo
 	if m.poisoned.Load() || m.dead.Load() {
 		return s.fail(p, "its VM failed while holding the request", 500)
 	}
+	if m.fns[cb] == nil {
+		// The guest does not export this callback: no VM lock, no call;
+		// only the phase's bookkeeping and what another callback (a
+		// tick, an HTTP call response) may have decided meanwhile.
+		c.mu.Lock()
+		setup(c)
+		c.phase = ph
+		teardown(c)
+		local, closed := c.local, c.closed
+		c.mu.Unlock()
+		return s.outcome(p, local, closed)
+	}
 	h := s.c.host
 	if !h.tryEnter(m) {
 		// Slow path: wait, bounded by queue_timeout, and time the wait.
@@ -252,6 +264,16 @@ func (s *stream) invoke(p *pluginStream, cb callback, ph phase, n uint64, eos bo
 			return s.failStatus(p, err.Error(), status)
 		}
 	}
+	if paused && !wait && local == nil && !closed {
+		return chain.Result{Action: chain.Buffer}
+	}
+	return s.outcome(p, local, closed)
+}
+
+// outcome is a callback's result once it did not pause: a local response
+// or a closed stream answer the client; otherwise the request goes on.
+func (s *stream) outcome(p *pluginStream, local *chain.LocalResponse, closed bool) chain.Result {
+	sl := p.e.slot
 	if local != nil {
 		return chain.Result{Action: chain.Respond, Response: local, Plugin: sl.name}
 	}
@@ -259,9 +281,6 @@ func (s *stream) invoke(p *pluginStream, cb callback, ph phase, n uint64, eos bo
 		return chain.Result{Action: chain.Respond, Plugin: sl.name, Response: &chain.LocalResponse{
 			Status: 502, Body: []byte("stream closed by plugin " + sl.name + "\n"),
 			Details: fmt.Sprintf("plugin %q closed the stream", sl.name)}}
-	}
-	if paused && !wait {
-		return chain.Result{Action: chain.Buffer}
 	}
 	return chain.Result{}
 }
