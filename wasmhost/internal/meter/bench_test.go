@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,9 +24,13 @@ func scanGuests() []guest {
 // modes:
 //
 //   - unmetered: wazero's default runtime, no limit at all (the floor);
-//   - metered: Instrument + WithCloseOnContextDone(false); per call the
-//     host sets a deadline and arms the budget, as wasmhost does (the
-//     context carrying the Budget is made once per instance);
+//   - metered: Instrument + WithCloseOnContextDone(false); the budget's
+//     wall-clock Limit is set once per instance, and per call the host
+//     arms the budget (the context carrying the Budget is made once per
+//     instance);
+//   - metered-deadline: the same with a per-call Deadline instead of
+//     Limit, as wasmhost does (it reads the clock per call anyway, to
+//     time calls): one time.Now more per call;
 //   - closeondone: the unmetered module on a runtime with
 //     WithCloseOnContextDone(true) and a per-call context.WithTimeout, the
 //     only limit wazero offers.
@@ -33,13 +38,13 @@ func BenchmarkScan1K(b *testing.B) {
 	ctx := context.Background()
 	for _, g := range scanGuests() {
 		wasm := g.wasm(b)
-		for _, mode := range []string{"unmetered", "metered", "closeondone"} {
+		for _, mode := range []string{"unmetered", "metered", "metered-deadline", "closeondone"} {
 			b.Run(g.name+"/"+mode, func(b *testing.B) {
 				var rc wazero.RuntimeConfig
 				if mode == "closeondone" {
 					rc = wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true)
 				}
-				in := newInstance(b, ctx, wasm, mode == "metered", rc)
+				in := newInstance(b, ctx, wasm, strings.HasPrefix(mode, "metered"), rc)
 				if exp := in.mod.ExportedFunction("_initialize"); exp != nil {
 					if _, err := exp.Call(WithBudget(ctx, &Budget{})); err != nil {
 						b.Fatal(err)
@@ -51,7 +56,7 @@ func BenchmarkScan1K(b *testing.B) {
 				}
 				in.mod.Memory().Write(uint32(res[0]), scanInput())
 				scan := in.mod.ExportedFunction("scan")
-				budget := &Budget{}
+				budget := &Budget{Limit: time.Second}
 				bctx := WithBudget(ctx, budget)
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -60,6 +65,9 @@ func BenchmarkScan1K(b *testing.B) {
 					case "unmetered":
 						res, err = scan.Call(ctx, 1024)
 					case "metered":
+						budget.Start(in.fuel)
+						res, err = scan.Call(bctx, 1024)
+					case "metered-deadline":
 						budget.Deadline = time.Now().Add(time.Second)
 						budget.Start(in.fuel)
 						res, err = scan.Call(bctx, 1024)
@@ -128,14 +136,14 @@ func BenchmarkTransform(b *testing.B) {
 	}
 }
 
-// BenchmarkScan1KSideBySide runs the three modes of BenchmarkScan1K
+// BenchmarkScan1KSideBySide runs the four modes of BenchmarkScan1K
 // interleaved, in batches of 100 calls, and reports each mode's best
 // batch (ns per call) and the ratios to unmetered. On a shared, loaded
 // machine, interleaving and taking the best batch keeps a neighbour's
 // burst from landing on one mode only.
 func BenchmarkScan1KSideBySide(b *testing.B) {
 	ctx := context.Background()
-	modes := []string{"unmetered", "metered", "closeondone"}
+	modes := []string{"unmetered", "metered", "metered-deadline", "closeondone"}
 	for _, g := range scanGuests() {
 		wasm := g.wasm(b)
 		b.Run(g.name, func(b *testing.B) {
@@ -148,7 +156,7 @@ func BenchmarkScan1KSideBySide(b *testing.B) {
 				if mode == "closeondone" {
 					rc = wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true)
 				}
-				in := newInstance(b, ctx, wasm, mode == "metered", rc)
+				in := newInstance(b, ctx, wasm, strings.HasPrefix(mode, "metered"), rc)
 				if exp := in.mod.ExportedFunction("_initialize"); exp != nil {
 					if _, err := exp.Call(WithBudget(ctx, &Budget{})); err != nil {
 						b.Fatal(err)
@@ -160,12 +168,19 @@ func BenchmarkScan1KSideBySide(b *testing.B) {
 				}
 				in.mod.Memory().Write(uint32(res[0]), scanInput())
 				scan := in.mod.ExportedFunction("scan")
-				budget := &Budget{}
+				budget := &Budget{Limit: time.Second}
 				bctx := WithBudget(ctx, budget)
 				switch mode {
 				case "unmetered":
 					rs = append(rs, runner{func() error { _, err := scan.Call(ctx, 1024); return err }})
 				case "metered":
+					rs = append(rs, runner{func() error {
+						budget.Start(in.fuel)
+						_, err := scan.Call(bctx, 1024)
+						return err
+					}})
+				case "metered-deadline":
+					budget.Limit = 0
 					rs = append(rs, runner{func() error {
 						budget.Deadline = time.Now().Add(time.Second)
 						budget.Start(in.fuel)
@@ -200,9 +215,11 @@ func BenchmarkScan1KSideBySide(b *testing.B) {
 			per := func(m int) float64 { return float64(best[m].Nanoseconds()) / batch }
 			b.ReportMetric(per(0), "unmetered-ns/call")
 			b.ReportMetric(per(1), "metered-ns/call")
-			b.ReportMetric(per(2), "closeondone-ns/call")
+			b.ReportMetric(per(2), "metered-deadline-ns/call")
+			b.ReportMetric(per(3), "closeondone-ns/call")
 			b.ReportMetric(per(1)/per(0), "metered/unmetered")
-			b.ReportMetric(per(2)/per(0), "closeondone/unmetered")
+			b.ReportMetric(per(2)/per(0), "metered-deadline/unmetered")
+			b.ReportMetric(per(3)/per(0), "closeondone/unmetered")
 		})
 	}
 }

@@ -137,7 +137,8 @@ func TestUnits(t *testing.T) {
 }
 
 // TestTermination: every runaway construct ends within its budget, by
-// wall clock (Deadline) and by units (MaxUnits, no deadline).
+// wall clock (Deadline, or Limit from the first yield) and by units
+// (MaxUnits, no deadline).
 func TestTermination(t *testing.T) {
 	ctx := context.Background()
 	wasm := buildWAT20(t, "runaway.wat")
@@ -153,14 +154,17 @@ func TestTermination(t *testing.T) {
 		{"deep", []uint64{0}, true},
 		{"indirect", nil, true},
 	}
-	for _, limit := range []string{"deadline", "units"} {
+	for _, limit := range []string{"deadline", "limit", "units"} {
 		in := newInstance(t, ctx, wasm, true, nil)
 		for _, c := range cases {
 			t.Run(limit+"/"+c.name, func(t *testing.T) {
 				b := &Budget{Slice: 1 << 16}
-				if limit == "deadline" {
+				switch limit {
+				case "deadline":
 					b.Deadline = time.Now().Add(100 * time.Millisecond)
-				} else {
+				case "limit":
+					b.Limit = 100 * time.Millisecond
+				default:
 					b.MaxUnits = 20 << 20
 				}
 				b.Start(in.fuel)
