@@ -256,7 +256,10 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 		edits = append(edits, edit{kind: editEntry})
 		hasBulk := false
 		// checkBody passed: no decode error below.
-		body, unrolled := unrollLoops(c.body)
+		body, unrolled := c.body, []int(nil)
+		if c.unroll {
+			body, unrolled = unrollLoops(c.body)
+		}
 		r := &reader{b: body, base: c.offset}
 		for !r.eof() {
 			start := r.pos

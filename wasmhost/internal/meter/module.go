@@ -111,6 +111,8 @@ type code struct {
 	// leafCost is the instruction count of a leaf function (see
 	// leafCosts), or -1.
 	leafCost int64
+	// unroll: the body has a loop for unrollLoops.
+	unroll bool
 }
 
 type localGroup struct {
@@ -452,6 +454,7 @@ func decodeData(r *reader) error {
 }
 
 func (m *Module) decodeCode(r *reader) error {
+	var ls loopScan
 	return vec(r, 2, func() error {
 		size, err := r.u32()
 		if err != nil {
@@ -486,7 +489,7 @@ func (m *Module) decodeCode(r *reader) error {
 		m.locals += total
 		c.offset = fr.base + fr.pos
 		c.body = b[fr.pos:]
-		if c.leafCost, err = checkBody(&reader{b: c.body, base: c.offset}); err != nil {
+		if c.leafCost, c.unroll, err = checkBody(&reader{b: c.body, base: c.offset}, &ls); err != nil {
 			return err
 		}
 		m.codes = append(m.codes, c)
@@ -497,14 +500,18 @@ func (m *Module) decodeCode(r *reader) error {
 // checkBody decodes a function body and checks that its blocks nest and
 // that its final end is its last byte. It returns the body's instruction
 // count if the function is a leaf for the metering pass (no loop, call or
-// bulk operation, at most maxLeafCost instructions), else -1.
-func checkBody(r *reader) (leafCost int64, err error) {
+// bulk operation, at most maxLeafCost instructions), else -1, and whether
+// it has a loop that unrollLoops unrolls (ls is scratch space).
+func checkBody(r *reader, ls *loopScan) (leafCost int64, unroll bool, err error) {
 	depth := 0
+	ls.frames, ls.cur, ls.spans = ls.frames[:0], 0, ls.spans[:0]
 	for {
+		start := r.pos
 		in, err := r.next()
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
+		ls.step(r.b, in.op, start, r.pos)
 		if leafCost >= 0 {
 			leafCost++
 		}
@@ -517,9 +524,9 @@ func checkBody(r *reader) (leafCost int64, err error) {
 		case opEnd:
 			if depth == 0 {
 				if !r.eof() {
-					return 0, r.errorf("%d bytes after the function's end", r.remaining())
+					return 0, false, r.errorf("%d bytes after the function's end", r.remaining())
 				}
-				return leafCost, nil
+				return leafCost, len(ls.spans) > 0, nil
 			}
 			depth--
 		case opCall, opCallIndirect, opMemoryFill, opMemoryCopy, opMemoryInit,

@@ -55,14 +55,7 @@ type loopSpan struct{ loop, start, end int }
 // instructions. It returns body itself when no loop qualifies. body has
 // passed checkBody.
 func unrollLoops(body []byte) (out []byte, loops []int) {
-	var spans []loopSpan
-	type frame struct {
-		loop      bool
-		ok        bool // a loop that may be unrolled so far
-		pos, body int
-		cost      int
-	}
-	frames := make([]frame, 0, 16)
+	var ls loopScan
 	r := &reader{b: body}
 	for !r.eof() {
 		start := r.pos
@@ -70,32 +63,9 @@ func unrollLoops(body []byte) (out []byte, loops []int) {
 		if err != nil {
 			return body, nil
 		}
-		for i := range frames {
-			frames[i].cost++
-		}
-		switch in.op {
-		case opBlock, opIf:
-			frames = append(frames, frame{})
-		case opLoop:
-			for i := range frames {
-				frames[i].ok = false // not innermost
-			}
-			frames = append(frames, frame{loop: true, ok: body[start+1] == 0x40, pos: start, body: r.pos})
-		case opCall, opCallIndirect:
-			for i := range frames {
-				frames[i].ok = false // the check weighs little beside a call
-			}
-		case opEnd:
-			if len(frames) == 0 {
-				break // the function's end
-			}
-			f := frames[len(frames)-1]
-			frames = frames[:len(frames)-1]
-			if f.loop && f.ok && f.cost <= maxUnrollCost+1 {
-				spans = append(spans, loopSpan{loop: f.pos, start: f.body, end: start})
-			}
-		}
+		ls.step(body, in.op, start, r.pos)
 	}
+	spans := ls.spans
 	if len(spans) == 0 {
 		return body, nil
 	}
@@ -121,6 +91,57 @@ func unrollLoops(body []byte) (out []byte, loops []int) {
 		last = s.end + 1
 	}
 	return append(out, body[last:]...), loops
+}
+
+// loopScan finds the loops unrollLoops unrolls: fed every instruction
+// of a body in order, it collects the innermost loops of empty block type
+// without calls and of at most maxUnrollCost instructions. Decode runs it
+// too, so that unrollLoops decodes again only the bodies that have one.
+type loopScan struct {
+	frames []loopFrame
+	cur    int // the innermost open loop's frame + 1; 0: none
+	spans  []loopSpan
+}
+
+type loopFrame struct {
+	loop      bool
+	ok        bool // a loop that may be unrolled so far
+	pos, body int
+	cost      int
+	outer     int // the enclosing loop's cur
+}
+
+// step takes the instruction op at body[start:next].
+func (l *loopScan) step(body []byte, op uint32, start, next int) {
+	if l.cur > 0 {
+		l.frames[l.cur-1].cost++
+	}
+	switch op {
+	case opBlock, opIf:
+		l.frames = append(l.frames, loopFrame{})
+	case opLoop:
+		if l.cur > 0 {
+			l.frames[l.cur-1].ok = false // not innermost
+		}
+		l.frames = append(l.frames, loopFrame{loop: true, ok: body[start+1] == 0x40, pos: start, body: next, outer: l.cur})
+		l.cur = len(l.frames)
+	case opCall, opCallIndirect:
+		if l.cur > 0 {
+			l.frames[l.cur-1].ok = false // the check weighs little beside a call
+		}
+	case opEnd:
+		if len(l.frames) == 0 {
+			return // the function's end
+		}
+		f := l.frames[len(l.frames)-1]
+		l.frames = l.frames[:len(l.frames)-1]
+		if f.loop {
+			l.cur = f.outer
+			if f.ok && f.cost <= maxUnrollCost+1 {
+				l.spans = append(l.spans, loopSpan{loop: f.pos, start: f.body, end: start})
+			}
+		}
+	}
 }
 
 // relabel appends code (a loop body: its blocks balanced) to out, adding
