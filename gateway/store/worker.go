@@ -101,8 +101,10 @@ type Worker struct {
 	m      *workerMetrics
 
 	queue chan *event.Event
-	// full (capacity 1) wakes the worker when a batch is queued.
-	full chan struct{}
+	// full (capacity 1) wakes the worker when fullAt events are queued:
+	// the rest of a batch (or as much as the queue holds).
+	full   chan struct{}
+	fullAt int
 
 	// closeMu makes Close and Record exclusive: once closed is set under
 	// the write lock, no Record is between its check and its send.
@@ -150,6 +152,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		m:       m,
 		queue:   make(chan *event.Event, opts.QueueSize),
 		full:    make(chan struct{}, 1),
+		fullAt:  min(opts.BatchSize, opts.QueueSize) - 1,
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		dedup:   make(map[sseIdentity]struct{}),
@@ -216,7 +219,7 @@ var _ event.Sink = (*Worker)(nil)
 // signalFull wakes a worker waiting for its batch to fill once the queue
 // holds the rest of a batch (the worker holds the first event).
 func (w *Worker) signalFull() {
-	if len(w.queue) >= w.opts.BatchSize-1 {
+	if len(w.queue) >= w.fullAt {
 		select {
 		case w.full <- struct{}{}:
 		default:
@@ -293,7 +296,7 @@ func (w *Worker) run() {
 			case <-w.full: // stale: sent while the last batch was written
 			default:
 			}
-			if len(w.queue) < w.opts.BatchSize-len(w.items) {
+			if len(w.queue) < w.fullAt+1-len(w.items) {
 				flushTimer.Reset(w.opts.FlushInterval)
 				select {
 				case <-w.full:

@@ -310,3 +310,33 @@ func val(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// TestWorkerQueueSmallerThanBatch: a batch that cannot fill because the
+// queue is smaller is written once the queue is full, not after the flush
+// interval.
+func TestWorkerQueueSmallerThanBatch(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	w, err := NewWorker(s, WorkerOptions{QueueSize: 4, BatchSize: 50, FlushInterval: time.Hour, EnqueueTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	start := time.Now()
+	for i := range 12 {
+		if i == 1 {
+			time.Sleep(20 * time.Millisecond) // the worker holds event 0 and waits
+		}
+		if !w.Record(&event.Event{Session: "q", Type: event.Request, Message: fmt.Sprint(i)}) {
+			t.Fatalf("event %d shed after %v", i, time.Since(start))
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if evs, _ := s.Events("q", 0, 0); len(evs) >= 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("full batches not written: the worker waits for the flush interval")
+		}
+	}
+}
