@@ -19,6 +19,31 @@
 // global FuelGlobal around calls and exits. Small leaf functions carry no
 // fuel code: their callers pay for them.
 //
+// # Why the check looks the way it does
+//
+// The check is a subtract, a compare and a branch on a register; the
+// yield call behind it is cold. Two things decide what it costs in
+// wazero's compiled code (read off its machine code, backend debug
+// output):
+//
+//   - Where the call sits in the control flow. wazero's register
+//     allocator starts a merge block from the registers of the first
+//     predecessor it allocated; with the call in an if's then-arm, a loop
+//     without other calls reloaded every loop-carried local from the
+//     stack on each iteration. The call now sits in the else-arm of an
+//     if taken while the fuel is not negative, so only the cold path
+//     reloads (appendCheck; in regions that make calls anyway the
+//     then-arm form is cheaper and kept).
+//   - How often it runs. On a loop of a few instructions (the WAT scan:
+//     ~3 cycles per byte) even the bare check is ~0.7 cycles, 23%. Small
+//     innermost loops (at most 64 instructions, no calls) are therefore
+//     unrolled 4x under one check (unrollLoops): copies run forward, so
+//     each instruction still runs at most once per charge.
+//
+// Keeping the fuel in a global (a load and a store through the module
+// instance per check) cost more; a per-loop iteration counter costs the
+// same as the fuel check it would replace.
+//
 // # Why a yield import, not only a budget
 //
 // When the fuel of a slice runs out, the guest calls the one added
@@ -46,13 +71,17 @@
 //
 // # Cost
 //
-// BenchmarkScan1KSideBySide (the three modes interleaved, best batch; an
-// idle moment of the 2-core development machine) measured, per 1 KB-scan
-// call, metered/unmetered: C 1.10x, Go 1.14x, Rust 1.20x, WAT 1.50x;
-// WithCloseOnContextDone/unmetered: 6.9x, 9.1x, 9.3x, 21x. The metered
-// overhead is a subtract, compare and branch per loop iteration: it
-// weighs most on tiny loops (the WAT scan's loop runs in ~3.5 cycles per
-// byte). Instrument takes 3–6% of wazero's compile time on the Go guests
+// BenchmarkScan1KSideBySide (the modes interleaved, best batch of 100
+// calls; the 2-core development machine at load average 5–8) measured,
+// per 1 KB-scan call, metered/unmetered: C 1.07x, Go 1.12x, Rust 1.02x,
+// WAT 1.10x with Budget.Limit; 1.10x, 1.14x, 1.07x, 1.14x with a
+// per-call Deadline (a time.Now, ~40–80 ns here); WithCloseOnContextDone:
+// 6.7x, 9.3x, 8.3x, 21x. (Before the two changes above: 1.10x, 1.14x,
+// 1.20x, 1.50x with a Deadline.) The Go figure depends on where wazero
+// happens to place main.scan: shifting it by padding an unrelated earlier
+// function, with not one byte of its code changed, measured 1.14x, 1.24x
+// and 1.39x (wazero aligns functions to 16 bytes and nothing inside
+// them). Instrument takes 2–5% of wazero's compile time on the Go example
 // (BenchmarkTransform).
 //
 // # Host integration (package wasmhost)
@@ -67,13 +96,17 @@
 //     without a budget fails with ErrNoBudget rather than run unbounded.
 //  4. Per instance: fuel, _ := Fuel(mod); b := &Budget{Slice: rate.Slice()};
 //     bctx := WithBudget(ctx, b).
-//  5. Per call: b.Deadline = time.Now().Add(cpuLimit); b.Start(fuel);
-//     fn.Call(bctx, ...); then b.Used(fuel) units (rate.Duration for
-//     seconds) feed the CPU-used metric. errors.Is(err, ErrCPULimit)
-//     means the limit ended the call.
+//  5. Per call: b.Start(fuel); fn.Call(bctx, ...); then b.Used(fuel)
+//     units (rate.Duration for seconds) feed the CPU-used metric.
+//     errors.Is(err, ErrCPULimit) means the limit ended the call. The
+//     wall-clock limit is either b.Limit = cpuLimit, set once (counted
+//     from the call's first yield, so no clock read per call), or
+//     b.Deadline = time.Now().Add(cpuLimit) per call; b.MaxUnits caps
+//     the units.
 //
 // Known limits: after a trap, the units since the function last wrote
 // the counter back are not counted (the instance is discarded after a
 // trap anyway); a leaf function called directly by the host runs at most
-// 256 instructions uncharged.
+// 256 instructions uncharged; an unrolled loop's exit may have paid for
+// up to 3 iterations it did not run.
 package meter

@@ -56,9 +56,11 @@ type Config struct {
 //     do unbounded work for a constant price.
 //
 // A loop's charge is: local.get; i64.const cost; i64.sub; local.tee;
-// i64.const 0; i64.lt_s; if ... end — a subtract, a compare and a
-// predicted branch on a register per iteration (see meterCode for where
-// the fuel local meets the global).
+// i64.const 0; i64.ge_s; if; else <yield> end — a subtract, a compare
+// and a predicted branch on a register per iteration (see appendCheck for
+// the branch's shape, meterCode for where the fuel local meets the
+// global). Small innermost loops are unrolled first (unrollLoops), so
+// their check runs once per 4 iterations.
 //
 // DWARF sections (".debug_*") are dropped because their code offsets no
 // longer hold; other custom sections are kept. A module using a construct
