@@ -183,7 +183,7 @@ func (s *slot) startVersion(ctx context.Context) (*version, error) {
 	if v.memPages < 1 {
 		v.memPages = 1
 	}
-	rt, compiled, abi, metered, err := compilePlugin(ctx, s.h, s.name, wasm, v.memPages)
+	rt, compiled, abi, metered, err := compilePlugin(ctx, s.h, s.name, wasm, v.memPages, s.cfg.CPUFallback == config.CPUFallbackWatchdog)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q (%s): %w", s.name, s.cfg.File, err)
 	}
@@ -212,16 +212,30 @@ func (s *slot) startVersion(ctx context.Context) (*version, error) {
 //
 // CPU limits: a module the meter can instrument runs metered, without
 // WithCloseOnContextDone (no per-call goroutine, no exit to Go per loop
-// iteration). A module it cannot handle falls back to WithCloseOnContextDone
-// plus the watchdog: never unprotected.
-func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPages uint32) (wazero.Runtime, wazero.CompiledModule, string, bool, error) {
+// iteration). A module it cannot handle is refused with the meter's reason
+// or, with cpu_fallback: watchdog, runs with WithCloseOnContextDone plus the
+// watchdog (its custom sections stripped, see stripCustomSections): never
+// unprotected. The meter decodes all of Wasm 2.0, so what it refuses is in
+// practice malformed or hostile.
+func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPages uint32, fallback bool) (wazero.Runtime, wazero.CompiledModule, string, bool, error) {
 	metered := false
 	if h.slice > 0 {
-		if inst, err := instrumentCached(wasm); err == nil {
+		inst, err := instrumentCached(wasm)
+		switch {
+		case err == nil:
 			wasm, metered = inst, true
-		} else {
-			h.log.Warn("plugin cannot be metered; using the watchdog CPU limit instead", "plugin", name, "err", err)
+		case !fallback:
+			return nil, nil, "", false, fmt.Errorf("the CPU-limit meter cannot instrument the module (cpu_fallback: watchdog runs it without the meter): %w", err)
+		default:
+			h.log.Warn("plugin cannot be metered; using the watchdog CPU limit (cpu_fallback: watchdog)", "plugin", name, "err", err)
 		}
+	}
+	if !metered {
+		stripped, err := stripCustomSections(wasm)
+		if err != nil {
+			return nil, nil, "", false, fmt.Errorf("compile: %w", err)
+		}
+		wasm = stripped
 	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(memPages).
@@ -243,7 +257,7 @@ func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPa
 			return fail(err)
 		}
 	}
-	compiled, err := rt.CompileModule(ctx, wasm)
+	compiled, err := compileGuarded(ctx, rt, wasm)
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}

@@ -148,7 +148,12 @@ func CheckFile(w io.Writer, path string) error {
 		return err
 	}
 	fmt.Fprintf(w, "file: %s (%d bytes)\n", path, len(wasm))
-	mod, err := rt.CompileModule(ctx, wasm)
+	safe, err := stripCustomSections(wasm)
+	if err != nil {
+		fmt.Fprintf(w, "verdict: BAD (%v)\n", err)
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	mod, err := compileGuarded(ctx, rt, safe)
 	if err != nil {
 		fmt.Fprintf(w, "verdict: BAD (compile: %v)\n", err)
 		return fmt.Errorf("check %s: compile: %w", path, err)

@@ -230,6 +230,11 @@ type Plugin struct {
 	RecycleMemory Size `yaml:"recycle_memory"`
 	// Limits bound what the plugin can make the host hold through the ABI.
 	Limits PluginLimits `yaml:"limits"`
+	// CPUFallback says what happens to a module the meter cannot
+	// instrument: CPUFallbackRefuse (default) refuses the plugin with the
+	// meter's reason; CPUFallbackWatchdog runs it with wazero's
+	// WithCloseOnContextDone and the watchdog (5–20x slower calls).
+	CPUFallback string `yaml:"cpu_fallback"`
 }
 
 // PluginLimits bound what a plugin can make the host hold. Past one, the
@@ -260,6 +265,9 @@ func (p Plugin) VMConfigJSON() ([]byte, error) { return toJSON(p.VMConfig) }
 const (
 	FailClosed = "fail_closed"
 	FailOpen   = "fail_open"
+
+	CPUFallbackRefuse   = "refuse"
+	CPUFallbackWatchdog = "watchdog"
 )
 
 // Shutdown configures graceful shutdown.
@@ -398,6 +406,9 @@ func (c *Config) applyDefaults() {
 		}
 		if p.FailurePolicy == "" {
 			p.FailurePolicy = FailClosed
+		}
+		if p.CPUFallback == "" {
+			p.CPUFallback = CPUFallbackRefuse
 		}
 		if p.RecycleMemory == 0 {
 			p.RecycleMemory = p.MemoryLimit / 2

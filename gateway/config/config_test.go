@@ -46,6 +46,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown plugin", base + "plugins: []\n" + "x: 1\n", "unknown field"},
 		{"route plugin missing", "upstreams: [{name: u, targets: [\"127.0.0.1:1\"]}]\nroutes: [{name: r, upstream: u, plugins: [nope]}]\n", `unknown plugin "nope"`},
 		{"bad policy", base + "plugins: [{name: p, file: p.wasm, failure_policy: maybe}]\n", "failure_policy"},
+		{"bad cpu fallback", base + "plugins: [{name: p, file: p.wasm, cpu_fallback: none}]\n", "cpu_fallback"},
 		{"bad target", "upstreams: [{name: u, targets: [\"nohost\"]}]\nroutes: [{name: r, upstream: u}]\n", "want host:port"},
 		{"two session keys", "upstreams: [{name: u, targets: [\"127.0.0.1:1\"]}]\nroutes: [{name: r, upstream: u, session: {header: a, cookie: b}}]\n", "only one"},
 		{"unset env", base + "admin: {token: \"${WASMGATE_TEST_SURELY_UNSET}\"}\n", "WASMGATE_TEST_SURELY_UNSET is not set"},

@@ -167,6 +167,9 @@ func (c *Config) Validate() error {
 		if p.FailurePolicy != FailClosed && p.FailurePolicy != FailOpen {
 			return fmt.Errorf("plugin %q: failure_policy %q: want %s or %s", p.Name, p.FailurePolicy, FailClosed, FailOpen)
 		}
+		if p.CPUFallback != CPUFallbackRefuse && p.CPUFallback != CPUFallbackWatchdog {
+			return fmt.Errorf("plugin %q: cpu_fallback %q: want %s or %s", p.Name, p.CPUFallback, CPUFallbackRefuse, CPUFallbackWatchdog)
+		}
 		if p.PoolSize < 1 || p.PoolSize > 1024 {
 			return fmt.Errorf("plugin %q: pool_size %d: want 1..1024", p.Name, p.PoolSize)
 		}
