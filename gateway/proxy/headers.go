@@ -71,6 +71,72 @@ func stripHopByHop(h header, scratch []byte) []byte {
 	return scratch
 }
 
+// Fields found by a scan of a header block (see scanRequest).
+const (
+	seenHop       = 1 << iota // a hop-by-hop field or Expect: stripHopByHop is needed
+	seenForwarded             // X-Forwarded-For
+	seenVia                   // Via
+	seenRequestID             // X-Request-Id
+)
+
+// classify says which of the fields the rewrite cares about key is. fasthttp
+// stores keys canonical, but the comparison ignores case anyway.
+func classify(key []byte) int {
+	switch len(key) {
+	case 2: // Te
+		if equalFoldASCII(key, "te") {
+			return seenHop
+		}
+	case 3:
+		if equalFoldASCII(key, "via") {
+			return seenVia
+		}
+	case 6:
+		if equalFoldASCII(key, "expect") {
+			return seenHop
+		}
+	case 7:
+		if equalFoldASCII(key, "trailer") || equalFoldASCII(key, "upgrade") {
+			return seenHop
+		}
+	case 10:
+		if equalFoldASCII(key, "connection") || equalFoldASCII(key, "keep-alive") {
+			return seenHop
+		}
+	case 12:
+		if equalFoldASCII(key, "x-request-id") {
+			return seenRequestID
+		}
+	case 15:
+		if equalFoldASCII(key, "x-forwarded-for") {
+			return seenForwarded
+		}
+	case 16, 17, 18, 19:
+		if equalFoldASCII(key, "proxy-connection") || equalFoldASCII(key, "transfer-encoding") ||
+			equalFoldASCII(key, "proxy-authenticate") || equalFoldASCII(key, "proxy-authorization") {
+			return seenHop
+		}
+	}
+	return 0
+}
+
+// scanRequest and scanResponse walk a header block once, so the common
+// request (no hop-by-hop field, no prior proxy fields) is rewritten with
+// appends only: no per-field key normalization, deletion or lookup.
+func scanRequest(h *fasthttp.RequestHeader) (seen int) {
+	for k := range h.All() {
+		seen |= classify(k)
+	}
+	return seen
+}
+
+func scanResponse(h *fasthttp.ResponseHeader) (seen int) {
+	for k := range h.All() {
+		seen |= classify(k)
+	}
+	return seen
+}
+
 // requestIDs makes X-Request-Id values: a random per-process prefix and a
 // counter, so ids are unique without a syscall per request.
 type requestIDs struct {
@@ -118,38 +184,49 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 // prepareRequest rewrites out (a copy of the client's request headers) into
 // what the upstream receives. It returns the request id.
 func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
-	x.scratch = stripHopByHop(out, x.scratch)
+	seen := scanRequest(out)
+	if seen&seenHop != 0 {
+		x.scratch = stripHopByHop(out, x.scratch)
+		// The gateway answered any 100-continue itself; the body is on its way.
+		out.DelBytes(hdrExpect)
+	}
 	out.ResetConnectionClose()
-	// The gateway answered any 100-continue itself; the body is on its way.
-	out.DelBytes(hdrExpect)
 
 	b := x.scratch[:0]
-	if prior := out.PeekBytes(hdrXForwardedFor); len(prior) > 0 {
-		b = append(append(b, prior...), commaSpace...)
+	if seen&seenForwarded != 0 {
+		if prior := out.PeekCanonical(hdrXForwardedFor); len(prior) > 0 {
+			b = append(append(b, prior...), commaSpace...)
+		}
 	}
 	b = appendClientIP(b, ctx.RemoteAddr())
-	out.SetBytesKV(hdrXForwardedFor, b)
+	out.SetCanonical(hdrXForwardedFor, b)
 
 	if ctx.IsTLS() {
-		out.SetBytesKV(hdrXForwardedProt, strHTTPS)
+		out.SetCanonical(hdrXForwardedProt, strHTTPS)
 	} else {
-		out.SetBytesKV(hdrXForwardedProt, strHTTP)
+		out.SetCanonical(hdrXForwardedProt, strHTTP)
 	}
-	out.SetBytesKV(hdrXForwardedHost, ctx.Host())
+	out.SetCanonical(hdrXForwardedHost, ctx.Host())
 
 	b = b[:0]
-	if prior := out.PeekBytes(hdrVia); len(prior) > 0 {
-		b = append(append(b, prior...), commaSpace...)
+	if seen&seenVia != 0 {
+		if prior := out.PeekCanonical(hdrVia); len(prior) > 0 {
+			b = append(append(b, prior...), commaSpace...)
+		}
 	}
 	b = append(b, viaValue...)
-	out.SetBytesKV(hdrVia, b)
+	out.SetCanonical(hdrVia, b)
 
 	x.reqID = x.reqID[:0]
-	if id := out.PeekBytes(hdrXRequestID); len(id) > 0 && len(id) <= 128 {
+	var id []byte
+	if seen&seenRequestID != 0 {
+		id = out.PeekCanonical(hdrXRequestID)
+	}
+	if len(id) > 0 && len(id) <= 128 {
 		x.reqID = append(x.reqID, id...)
 	} else {
 		x.reqID = x.p.ids.appendNext(x.reqID)
-		out.SetBytesKV(hdrXRequestID, x.reqID)
+		out.SetCanonical(hdrXRequestID, x.reqID)
 	}
 	x.scratch = b
 }
@@ -157,16 +234,21 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 // prepareResponse strips hop-by-hop fields from the upstream response
 // headers already copied into h and adds Via and X-Request-Id.
 func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
-	x.scratch = stripHopByHop(h, x.scratch)
+	seen := scanResponse(h)
+	if seen&seenHop != 0 {
+		x.scratch = stripHopByHop(h, x.scratch)
+	}
 	h.ResetConnectionClose()
 	b := x.scratch[:0]
-	if prior := h.PeekBytes(hdrVia); len(prior) > 0 {
-		b = append(append(b, prior...), commaSpace...)
+	if seen&seenVia != 0 {
+		if prior := h.PeekCanonical(hdrVia); len(prior) > 0 {
+			b = append(append(b, prior...), commaSpace...)
+		}
 	}
 	b = append(b, viaValue...)
-	h.SetBytesKV(hdrVia, b)
-	if len(h.PeekBytes(hdrXRequestID)) == 0 {
-		h.SetBytesKV(hdrXRequestID, x.reqID)
+	h.SetCanonical(hdrVia, b)
+	if seen&seenRequestID == 0 || len(h.PeekCanonical(hdrXRequestID)) == 0 {
+		h.SetCanonical(hdrXRequestID, x.reqID)
 	}
 	x.scratch = b
 }

@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -212,5 +214,110 @@ func TestRetryOnOtherTarget(t *testing.T) {
 	u, _ := g.pools.Get("up")
 	if u.Targets()[0].Healthy() {
 		t.Errorf("dead target not ejected after repeated refusals")
+	}
+}
+
+// TestHeaderRewriteEachField sends each field the rewrite treats specially
+// alone (and in odd case), so that every name is found by the single scan
+// that decides whether the hop-by-hop fields must be stripped, in both
+// directions.
+func TestHeaderRewriteEachField(t *testing.T) {
+	verifyNone(t)
+	var mu sync.Mutex
+	var got http.Header
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = r.Header.Clone()
+		mu.Unlock()
+		// The response fields to send come in the request's X-Send
+		// ("Name=value;Name=value").
+		for kv := range strings.SplitSeq(r.Header.Get("X-Send"), ";") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				w.Header()[k] = append(w.Header()[k], v)
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+
+	tests := []struct {
+		name       string
+		reqFields  string   // raw request header lines
+		send       string   // response fields the upstream sends
+		upGone     []string // request fields the upstream must not see
+		upWant     map[string]string
+		clientGone []string // response fields the client must not see
+		clientWant map[string]string
+	}{
+		{name: "none", upWant: map[string]string{"Via": "1.1 wasmgate", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "x"},
+			clientWant: map[string]string{"Via": "1.1 wasmgate"}},
+		{name: "Connection-listed", reqFields: "Connection: X-A, x-b\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\n",
+			send: "Connection=X-R;X-R=1;X-S=2", upGone: []string{"X-A", "X-B", "Connection"}, upWant: map[string]string{"X-C": "3"},
+			clientGone: []string{"X-R", "Connection"}, clientWant: map[string]string{"X-S": "2"}},
+		{name: "Te", reqFields: "TE: trailers\r\n", upGone: []string{"Te"}},
+		{name: "Expect", reqFields: "expect: something\r\n", upGone: []string{"Expect"}},
+		{name: "Trailer", reqFields: "Trailer: X-T\r\n", send: "Trailer=X-T", upGone: []string{"Trailer"}, clientGone: []string{"Trailer"}},
+		{name: "Upgrade", reqFields: "upgrade: websocket\r\n", send: "Upgrade=h2c", upGone: []string{"Upgrade"}, clientGone: []string{"Upgrade"}},
+		{name: "Keep-Alive", reqFields: "KEEP-ALIVE: timeout=5\r\n", send: "Keep-Alive=timeout=5", upGone: []string{"Keep-Alive"}, clientGone: []string{"Keep-Alive"}},
+		{name: "Proxy-Connection", reqFields: "Proxy-Connection: keep-alive\r\n", upGone: []string{"Proxy-Connection"}},
+		{name: "Proxy-Authorization", reqFields: "proxy-authorization: Basic abc\r\n", upGone: []string{"Proxy-Authorization"}},
+		{name: "Proxy-Authenticate", send: "Proxy-Authenticate=Basic", clientGone: []string{"Proxy-Authenticate"}},
+		{name: "prior proxies", reqFields: "via: 1.0 edge\r\nx-forwarded-for: 10.0.0.1\r\nX-Request-Id: abc-123\r\n",
+			send:       "Via=1.1 app;X-Request-Id=up-9",
+			upWant:     map[string]string{"Via": "1.0 edge, 1.1 wasmgate", "X-Forwarded-For": "10.0.0.1, 127.0.0.1", "X-Request-Id": "abc-123"},
+			clientWant: map[string]string{"Via": "1.1 app, 1.1 wasmgate", "X-Request-Id": "up-9"}},
+		{name: "request id kept", reqFields: "X-Request-Id: abc-123\r\n", upWant: map[string]string{"X-Request-Id": "abc-123"}, clientWant: map[string]string{"X-Request-Id": "abc-123"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// No "Connection: close": a Connection field would send every
+			// request down the stripping path.
+			c, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c, "GET /h HTTP/1.1\r\nHost: x\r\n"+tt.reqFields+"X-Send: "+tt.send+"\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			mu.Lock()
+			up := got
+			mu.Unlock()
+			for _, h := range tt.upGone {
+				if v, ok := up[h]; ok {
+					t.Errorf("upstream saw %s: %q", h, v)
+				}
+			}
+			for k, v := range tt.upWant {
+				if up.Get(k) != v {
+					t.Errorf("upstream saw %s=%q, want %q", k, up.Get(k), v)
+				}
+			}
+			if id := up.Get("X-Request-Id"); id == "" || (tt.upWant["X-Request-Id"] == "" && len(id) != 32) {
+				t.Errorf("upstream X-Request-Id %q", id)
+			}
+			for _, h := range tt.clientGone {
+				if v, ok := resp.Header[h]; ok {
+					t.Errorf("client saw %s: %q", h, v)
+				}
+			}
+			for k, v := range tt.clientWant {
+				if resp.Header.Get(k) != v {
+					t.Errorf("client saw %s=%q, want %q", k, resp.Header.Get(k), v)
+				}
+			}
+			if tt.clientWant["X-Request-Id"] == "" && resp.Header.Get("X-Request-Id") != up.Get("X-Request-Id") {
+				t.Errorf("client X-Request-Id %q, upstream's %q", resp.Header.Get("X-Request-Id"), up.Get("X-Request-Id"))
+			}
+		})
 	}
 }
