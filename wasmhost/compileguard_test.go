@@ -92,7 +92,7 @@ func TestModuleTheMeterRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ fallback, want string }{
-		{config.CPUFallbackRefuse, "cpu_fallback: watchdog"},
+		{config.CPUFallbackRefuse, "refused by the CPU-limit meter"},
 		{config.CPUFallbackWatchdog, "compile"},
 	} {
 		t.Run(tc.fallback, func(t *testing.T) {

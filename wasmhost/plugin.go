@@ -225,7 +225,7 @@ func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPa
 		case err == nil:
 			wasm, metered = inst, true
 		case !fallback:
-			return nil, nil, "", false, fmt.Errorf("the CPU-limit meter cannot instrument the module (cpu_fallback: watchdog runs it without the meter): %w", err)
+			return nil, nil, "", false, fmt.Errorf("compile: refused by the CPU-limit meter: %w (cpu_fallback: watchdog runs a module the meter cannot instrument without it)", err)
 		default:
 			h.log.Warn("plugin cannot be metered; using the watchdog CPU limit (cpu_fallback: watchdog)", "plugin", name, "err", err)
 		}
