@@ -39,8 +39,12 @@ type deadlineConn struct {
 	baseIdle  time.Duration // idle as configured, restored after a long-lived response
 	firstByte time.Duration
 	armed     bool
-	readBy    time.Time // from fasthttp
-	writeBy   time.Time // from fasthttp
+	// written (idle > 0): the last Write also armed the read deadline, so
+	// the first Read after it need not: the response is due within idle
+	// of the request being sent.
+	written bool
+	readBy  time.Time // from fasthttp
+	writeBy time.Time // from fasthttp
 }
 
 func earlier(a, b time.Time) time.Time {
@@ -51,7 +55,9 @@ func earlier(a, b time.Time) time.Time {
 }
 
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	if c.idle > 0 {
+	if c.written {
+		c.written = false
+	} else if c.idle > 0 {
 		if err := c.Conn.SetReadDeadline(earlier(time.Now().Add(c.idle), c.readBy)); err != nil {
 			return 0, err
 		}
@@ -67,6 +73,14 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	if c.idle > 0 && c.readBy.IsZero() && c.writeBy.IsZero() {
+		// One clock read and one runtime call arm both directions.
+		if err := c.Conn.SetDeadline(time.Now().Add(c.idle)); err != nil {
+			return 0, err
+		}
+		c.written = true
+		return c.Conn.Write(p)
+	}
 	d := c.idle
 	if d == 0 {
 		d = c.firstByte

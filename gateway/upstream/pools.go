@@ -315,7 +315,7 @@ func (t *Target) failed(err error) {
 }
 
 // healthy reports whether t may take requests now.
-func (t *Target) healthy(now int64) bool {
+func (t *Target) healthy() bool {
 	if t.down.Load() {
 		return false
 	}
@@ -323,7 +323,7 @@ func (t *Target) healthy(now int64) bool {
 	if until == 0 {
 		return true
 	}
-	if now >= until {
+	if time.Now().UnixNano() >= until {
 		if t.ejectedUntil.CompareAndSwap(until, 0) {
 			t.up.log.Info("target back in service", "target", t.Addr)
 		}
@@ -333,15 +333,14 @@ func (t *Target) healthy(now int64) bool {
 }
 
 // Healthy reports whether t is in service (not ejected, not failing checks).
-func (t *Target) Healthy() bool { return t.healthy(time.Now().UnixNano()) }
+func (t *Target) Healthy() bool { return t.healthy() }
 
 // pick chooses a healthy target not in tried.
 func (u *Upstream) pick(tried uint64) (int, *Target) {
 	n := len(u.targets)
-	now := time.Now().UnixNano()
 	if n == 1 {
 		t := u.targets[0]
-		if tried&1 == 0 && t.healthy(now) {
+		if tried&1 == 0 && t.healthy() {
 			return 0, t
 		}
 		return -1, nil
@@ -352,7 +351,7 @@ func (u *Upstream) pick(tried uint64) (int, *Target) {
 		for k := 0; k < n; k++ {
 			i := (start + k) % n
 			t := u.targets[i]
-			if tried&(1<<(uint(i)&63)) != 0 || !t.healthy(now) {
+			if tried&(1<<(uint(i)&63)) != 0 || !t.healthy() {
 				continue
 			}
 			if best == nil || t.load() < best.load() {
@@ -365,7 +364,7 @@ func (u *Upstream) pick(tried uint64) (int, *Target) {
 	for k := 0; k < n; k++ {
 		i := (start + k) % n
 		t := u.targets[i]
-		if tried&(1<<(uint(i)&63)) == 0 && t.healthy(now) {
+		if tried&(1<<(uint(i)&63)) == 0 && t.healthy() {
 			return i, t
 		}
 	}
