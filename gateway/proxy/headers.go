@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
@@ -35,7 +36,7 @@ var (
 	hdrXForwardedProt = []byte("X-Forwarded-Proto")
 	hdrVia            = []byte("Via")
 	hdrXRequestID     = []byte("X-Request-Id")
-	hdrLastEventID    = []byte("Last-Event-ID")
+	hdrLastEventID    = []byte("Last-Event-Id") // canonical: found with PeekCanonical
 	hdrAccept         = []byte("Accept")
 	hdrExpect         = []byte("Expect")
 	viaValue          = []byte("1.1 wasmgate")
@@ -167,6 +168,15 @@ func (r *requestIDs) appendNext(dst []byte) []byte {
 // appendClientIP appends the client's IP address without allocating.
 func appendClientIP(dst []byte, addr net.Addr) []byte {
 	if ta, ok := addr.(*net.TCPAddr); ok {
+		if ip4 := ta.IP.To4(); ip4 != nil {
+			for i, b := range ip4 {
+				if i > 0 {
+					dst = append(dst, '.')
+				}
+				dst = strconv.AppendUint(dst, uint64(b), 10)
+			}
+			return dst
+		}
 		if ap := ta.AddrPort(); ap.IsValid() {
 			return ap.Addr().Unmap().AppendTo(dst)
 		}

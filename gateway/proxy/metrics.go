@@ -10,10 +10,12 @@ import (
 )
 
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	rejected  *prometheus.CounterVec
-	inFlight  prometheus.Gauge
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	rejected *prometheus.CounterVec
+	// inFlight is read by a GaugeFunc: an integer add per request instead
+	// of a Gauge's compare-and-swap loop on float bits.
+	inFlight  atomic.Int64
 	sseOpen   prometheus.Gauge
 	sseEvents *prometheus.CounterVec
 }
@@ -33,10 +35,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "wasmgate_requests_rejected_total",
 			Help: "Requests refused before routing (malformed, too large, no route), by status.",
 		}, []string{"code"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "wasmgate_requests_in_flight",
-			Help: "Requests being handled (a streamed response counts until its headers are out).",
-		}),
 		sseOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasmgate_sse_streams_open",
 			Help: "SSE streams being relayed to clients.",
@@ -46,8 +44,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "SSE events by outcome: relayed, dropped (by a plugin), heartbeat, replayed.",
 		}, []string{"route", "outcome"}),
 	}
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wasmgate_requests_in_flight",
+		Help: "Requests being handled (a streamed response counts until its headers are out).",
+	}, func() float64 { return float64(m.inFlight.Load()) })
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency, m.rejected, m.inFlight, m.sseOpen, m.sseEvents} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.rejected, inFlight, m.sseOpen, m.sseEvents} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register proxy metrics: %w", err)
 			}

@@ -207,8 +207,10 @@ func (p *Proxy) Server() *fasthttp.Server {
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
-		CloseOnShutdown:              true,
-		KeepHijackedConns:            true, // the SSE relay owns and closes them
+		// Serve reads the clock itself (ctx.Time) once per request.
+		LazyRequestTime:   true,
+		CloseOnShutdown:   true,
+		KeepHijackedConns: true, // the SSE relay owns and closes them
 		// A worker whose connection was hijacked idles with the stack it
 		// grew serving the request; let idle workers go sooner than the
 		// default 10s.

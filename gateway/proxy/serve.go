@@ -34,6 +34,10 @@ type exchange struct {
 	long  bool
 	upEOF bool
 	start time.Time
+	// doneAt is when the response headers were ready, for a response that
+	// is written whole after the handler returns: finish arms the client
+	// write deadline from it instead of reading the clock again.
+	doneAt time.Time
 
 	body      io.Reader // upstream response body
 	bodyErr   error
@@ -85,14 +89,13 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 
 // Serve is the fasthttp handler.
 func (p *Proxy) Serve(ctx *fasthttp.RequestCtx) {
-	p.m.inFlight.Inc()
-	defer p.m.inFlight.Dec()
-
+	p.m.inFlight.Add(1)
 	x := exchangePool.Get().(*exchange)
-	x.p, x.start, x.conn = p, time.Now(), ctx.Conn()
+	x.p, x.start, x.conn = p, ctx.Time(), ctx.Conn()
 	if !x.serve(ctx) {
 		x.finish()
 	}
+	p.m.inFlight.Add(-1)
 }
 
 // serve handles the request; it returns true when the response body
@@ -201,7 +204,8 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 			p.sessions.End(x.session, ReasonDeleted)
 		}
 	}
-	rt.m.observe(x.status, time.Since(x.start))
+	x.doneAt = time.Now()
+	rt.m.observe(x.status, x.doneAt.Sub(x.start))
 
 	if req.Header.IsHead() {
 		ctx.Response.SkipBody = true
@@ -211,7 +215,16 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	if lease == nil {
 		// The whole (small) body is in resp.
 		if x.stream == nil && !isSSE {
-			ctx.Response.SetBody(resp.Body()) // resp is released before the write
+			// resp is released before the write: hand its body buffer
+			// over instead of copying it, and give resp the client
+			// response's (empty) one in exchange. That one goes back to
+			// fasthttp's buffer pool with the body's length, as resp's own
+			// would have: the pool sizes new buffers by the lengths it
+			// sees, and empty ones would make it hand out small buffers
+			// that every large body then regrows.
+			body := resp.SwapBody(nil)
+			old := ctx.Response.SwapBody(body)
+			resp.SwapBody(old[:min(cap(old), len(body))])
 			return false
 		}
 		if !isSSE {
@@ -232,6 +245,7 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	} else {
 		x.body = resp.BodyStream()
 	}
+	x.doneAt = time.Time{} // the body is written after headers, or relayed
 	if isSSE {
 		if lease != nil {
 			lease.LongLived()
@@ -301,7 +315,11 @@ func (x *exchange) finish() {
 	}
 	if x.conn != nil && x.p.writeTimeout > 0 {
 		// Bound the write of a buffered response too.
-		_ = x.conn.SetWriteDeadline(time.Now().Add(x.p.writeTimeout))
+		now := x.doneAt
+		if now.IsZero() {
+			now = time.Now()
+		}
+		_ = x.conn.SetWriteDeadline(now.Add(x.p.writeTimeout))
 	}
 	if x.table != nil {
 		x.table.release()
@@ -315,7 +333,8 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 	route := ""
 	if x.rt != nil {
 		route = x.rt.name
-		x.rt.m.observe(code, time.Since(x.start))
+		x.doneAt = time.Now()
+		x.rt.m.observe(code, x.doneAt.Sub(x.start))
 	} else {
 		x.p.m.rejected.WithLabelValues(itoa(code)).Inc()
 	}
@@ -388,10 +407,10 @@ func containsFoldASCII(b []byte, s string) bool {
 // wantsStream says whether a request should take the stream pool: its
 // client asks for an event stream or resumes one.
 func wantsStream(h *fasthttp.RequestHeader) bool {
-	if len(h.PeekBytes(hdrLastEventID)) > 0 {
+	if len(h.PeekCanonical(hdrLastEventID)) > 0 {
 		return true
 	}
-	return bytes.Contains(h.PeekBytes(hdrAccept), strEventStream)
+	return bytes.Contains(h.PeekCanonical(hdrAccept), strEventStream)
 }
 
 func itoa(n int) string {
