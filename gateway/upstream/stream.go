@@ -186,7 +186,9 @@ func (t *Target) streamOn(req *fasthttp.Request, resp *fasthttp.Response, long b
 		t.failed(err)
 		return nil, err
 	}
-	t.fails.Store(0)
+	if t.fails.Load() != 0 {
+		t.fails.Store(0) // a store on every success would bounce the line between cores
+	}
 	if l == nil {
 		t.done(long)
 	}
