@@ -139,11 +139,15 @@ func scanResponse(h *fasthttp.ResponseHeader) (seen int) {
 }
 
 // requestIDs makes X-Request-Id values: a random per-process prefix and a
-// counter, so ids are unique without a syscall per request.
+// counter, so ids are unique without a syscall per request. Exchanges take
+// the counter in blocks of idBlock (see exchange.nextID), so the shared
+// counter's cache line is written once per block, not once per request.
 type requestIDs struct {
 	prefix [16]byte
 	n      atomic.Uint64
 }
+
+const idBlock = 64
 
 func newRequestIDs() *requestIDs {
 	var r requestIDs
@@ -153,16 +157,31 @@ func newRequestIDs() *requestIDs {
 	return &r
 }
 
-// appendNext appends a new 32-hex-digit id.
-func (r *requestIDs) appendNext(dst []byte) []byte {
+// take reserves n consecutive counter values and returns the first.
+func (r *requestIDs) take(n uint64) uint64 { return r.n.Add(n) - n + 1 }
+
+// appendID appends the 32-hex-digit id for counter value v.
+func (r *requestIDs) appendID(dst []byte, v uint64) []byte {
 	dst = append(dst, r.prefix[:]...)
-	v := r.n.Add(1)
 	var b [8]byte
 	for i := 7; i >= 0; i-- {
 		b[i] = byte(v)
 		v >>= 8
 	}
 	return hex.AppendEncode(dst, b[:])
+}
+
+// appendNextID appends a new request id, from the block x holds of p's
+// counter.
+func (x *exchange) appendNextID(dst []byte) []byte {
+	ids := x.p.ids
+	if x.ids != ids || x.idNext == x.idEnd {
+		x.ids, x.idNext = ids, ids.take(idBlock)
+		x.idEnd = x.idNext + idBlock
+	}
+	v := x.idNext
+	x.idNext++
+	return ids.appendID(dst, v)
 }
 
 // appendClientIP appends the client's IP address without allocating.
@@ -235,7 +254,7 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 	if len(id) > 0 && len(id) <= 128 {
 		x.reqID = append(x.reqID, id...)
 	} else {
-		x.reqID = x.p.ids.appendNext(x.reqID)
+		x.reqID = x.appendNextID(x.reqID)
 		out.SetCanonical(hdrXRequestID, x.reqID)
 	}
 	x.scratch = b

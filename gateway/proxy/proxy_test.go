@@ -321,3 +321,42 @@ func TestHeaderRewriteEachField(t *testing.T) {
 		})
 	}
 }
+
+// Request ids are handed out in blocks per pooled exchange: many requests
+// over concurrent connections must still all get distinct ids.
+func TestRequestIDsUnique(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	c := newClient(t)
+	const workers, each = 4, 150
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				resp, err := c.Get("http://" + g.addr + "/")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				id := resp.Header.Get("X-Request-Id")
+				mu.Lock()
+				if len(id) != 32 || seen[id] {
+					t.Errorf("request id %q: malformed or repeated", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != workers*each {
+		t.Fatalf("%d distinct ids for %d requests", len(seen), workers*each)
+	}
+}

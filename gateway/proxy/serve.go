@@ -39,6 +39,10 @@ type exchange struct {
 	// write deadline from it instead of reading the clock again.
 	doneAt time.Time
 
+	// A block of request ids from ids, kept across reuse (appendNextID).
+	ids           *requestIDs
+	idNext, idEnd uint64
+
 	body      io.Reader // upstream response body
 	bodyErr   error
 	reqBody   limitedReader
@@ -324,7 +328,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 
