@@ -499,6 +499,11 @@ func TestSSEUpstreamConnReusedAfterCleanEnd(t *testing.T) {
 		if err != nil || string(body) != "id: 1\ndata: one\n\nid: 2\ndata: two\n\n" {
 			t.Fatalf("stream %d: %q, %v", i, body, err)
 		}
+		// The client may see the last chunk before the relay has handed
+		// the upstream connection back to its pool.
+		if n := metricValue(t, g, "wasmgate_upstream_streams_in_use"); n != 0 {
+			t.Fatalf("stream %d: %v stream-pool connections still in use", i, n)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
