@@ -55,23 +55,7 @@ func TestSSEGatewayReplay(t *testing.T) {
 	defer table.Close()
 	g := startGatewayOpts(t, proxy.Options{Config: cfg, Sessions: tableSessions{table}, Sink: sink, Replayer: memReplayer{sink}})
 
-	read := func(hdr ...string) []string {
-		resp, c := openSSE(t, g.addr, "/events", hdr...)
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		p := sse.NewParser(resp.Body, 0)
-		var got []string
-		for {
-			ev, err := p.Next()
-			if err != nil {
-				if err != io.EOF {
-					t.Fatal(err)
-				}
-				return got
-			}
-			got = append(got, ev.ID+"="+string(ev.Data))
-		}
-	}
+	read := func(hdr ...string) []string { return readEvents(t, g.addr, "/events", hdr...) }
 	first := read("Mcp-Session-Id: s1")
 	if strings.Join(first, " ") != "0=live-0 1=live-1 2=live-2" {
 		t.Fatalf("first stream: %v", first)
@@ -196,23 +180,7 @@ func TestSSEGatewayReplayEventOverCaptureLimit(t *testing.T) {
 	t.Cleanup(table.Close)
 	g := startGatewayOpts(t, proxy.Options{Config: cfg, Sessions: tableSessions{table}, Sink: w, Replayer: st})
 
-	read := func(hdr ...string) []string {
-		resp, c := openSSE(t, g.addr, "/events", hdr...)
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		p := sse.NewParser(resp.Body, 0)
-		var got []string
-		for {
-			ev, err := p.Next()
-			if err != nil {
-				if err != io.EOF {
-					t.Fatal(err)
-				}
-				return got
-			}
-			got = append(got, ev.ID+"="+string(ev.Data))
-		}
-	}
+	read := func(hdr ...string) []string { return readEvents(t, g.addr, "/events", hdr...) }
 	live := []string{"0=short", "1=" + long + "\nsecond line", "2=tail"}
 	if got := read("Mcp-Session-Id: s1"); strings.Join(got, "|") != strings.Join(live, "|") {
 		t.Fatalf("live stream: %d events, want %d", len(got), len(live))
@@ -239,5 +207,26 @@ func TestSSEGatewayReplayEventOverCaptureLimit(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("resumed event %d: %d bytes %.40q…, want %d bytes %.40q…", i, len(got[i]), got[i], len(want[i]), want[i])
 		}
+	}
+}
+
+// readEvents opens an SSE stream and returns its events as "id=data"
+// until the gateway ends it.
+func readEvents(t *testing.T, addr, path string, hdr ...string) []string {
+	t.Helper()
+	resp, c := openSSE(t, addr, path, hdr...)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	p := sse.NewParser(resp.Body, 0)
+	var got []string
+	for {
+		ev, err := p.Next()
+		if err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			return got
+		}
+		got = append(got, ev.ID+"="+string(ev.Data))
 	}
 }
