@@ -143,11 +143,15 @@ func DropResponseEvent(size int) error { return SetResponseBody(size, nil) }
 
 // IsEventStream reports whether a content-type value is text/event-stream.
 func IsEventStream(contentType string) bool {
+	const want = "text/event-stream"
+	if len(contentType) < len(want) {
+		return false
+	}
 	ct := strings.TrimSpace(contentType)
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = strings.TrimSpace(ct[:i])
 	}
-	return strings.EqualFold(ct, "text/event-stream")
+	return strings.EqualFold(ct, want)
 }
 
 // ---- header maps ----------------------------------------------------------------

@@ -13,9 +13,15 @@ var (
 	streams          = map[uint32]HTTPContext{}
 
 	// The HTTP context of the last callback: a request's callbacks come
-	// one after another, so most skip the map.
+	// one after another, so most skip the lookup.
 	lastID     uint32
 	lastStream HTTPContext
+
+	// slots hold the HTTP contexts of the requests in flight before the
+	// streams map does: a VM holds few at once, and a scan of a small
+	// array is far cheaper in Wasm than a map insert and delete per
+	// request (each map operation runs thousands of guest instructions).
+	slots [slotCount]slot
 
 	gcEvery     = 256     // callbacks between heap checks; 0: never collect
 	gcThreshold = 1 << 20 // bytes allocated since the last collection that trigger one
@@ -67,6 +73,50 @@ func collectIfDue() {
 	gcLast = allocated
 }
 
+const slotCount = 16
+
+type slot struct {
+	id uint32 // 0: free (context ids start at 1)
+	h  HTTPContext
+}
+
+// Slot id%slotCount holds an HTTP context, or the streams map when it is
+// taken (or for id 0, which marks a free slot). No loop: in Go's Wasm
+// code every backward jump re-enters the function's dispatch, so even a
+// 16-slot scan costs more than the map.
+func putStream(id uint32, h HTTPContext) {
+	sl := &slots[id%slotCount]
+	if id != 0 {
+		if sl.id == id {
+			sl.h = h
+			return
+		}
+		if sl.id == 0 {
+			if _, ok := streams[id]; !ok {
+				*sl = slot{id, h}
+				return
+			}
+		}
+	}
+	streams[id] = h
+}
+
+func lookupStream(id uint32) (HTTPContext, bool) {
+	if sl := &slots[id%slotCount]; id != 0 && sl.id == id {
+		return sl.h, true
+	}
+	h, ok := streams[id]
+	return h, ok
+}
+
+func deleteStream(id uint32) {
+	if sl := &slots[id%slotCount]; id != 0 && sl.id == id {
+		*sl = slot{}
+		return
+	}
+	delete(streams, id)
+}
+
 func onContextCreate(id, parent uint32) {
 	enter(id)
 	if parent == 0 {
@@ -77,7 +127,7 @@ func onContextCreate(id, parent uint32) {
 	}
 	if r, ok := roots[parent]; ok {
 		if h := r.NewHTTPContext(id); h != nil {
-			streams[id] = h
+			putStream(id, h)
 			lastID, lastStream = id, h
 		}
 	}
@@ -109,7 +159,7 @@ func stream(id uint32) (HTTPContext, bool) {
 	if id == lastID && lastStream != nil {
 		return lastStream, true
 	}
-	h, ok := streams[id]
+	h, ok := lookupStream(id)
 	if ok {
 		lastID, lastStream = id, h
 	}
@@ -138,20 +188,23 @@ func onDelete(id uint32) {
 	enter(id)
 	if h, ok := stream(id); ok {
 		h.OnDelete()
-		delete(streams, id)
+		deleteStream(id)
 		lastID, lastStream = 0, nil
 		return
 	}
 	delete(roots, id)
 }
 
-func httpPhase(id uint32, f func(HTTPContext) Action) uint32 {
+// phaseStream starts an HTTP phase callback on context id and returns its
+// HTTP context, or nil (the export then answers Continue). Each export
+// calls its method directly: in Go's Wasm code a switch over the phase
+// or a closure call costs thousands of guest instructions per callback.
+func phaseStream(id uint32) HTTPContext {
 	enter(id)
-	h, ok := stream(id)
-	if !ok {
-		return uint32(Continue)
+	if h, ok := stream(id); ok {
+		return h
 	}
-	return uint32(f(h))
+	return nil
 }
 
 func onHTTPCallResponse(root, callID, numHeaders, bodySize, numTrailers uint32) {

@@ -62,32 +62,50 @@ func proxyOnDelete(id uint32) { onDelete(id) }
 
 //go:wasmexport proxy_on_request_headers
 func proxyOnRequestHeaders(id, n uint32, eos bool) uint32 {
-	return httpPhase(id, func(h HTTPContext) Action { return h.OnRequestHeaders(int(n), eos) })
+	if h := phaseStream(id); h != nil {
+		return uint32(h.OnRequestHeaders(int(n), eos))
+	}
+	return uint32(Continue)
 }
 
 //go:wasmexport proxy_on_request_body
 func proxyOnRequestBody(id, size uint32, eos bool) uint32 {
-	return httpPhase(id, func(h HTTPContext) Action { return h.OnRequestBody(int(size), eos) })
+	if h := phaseStream(id); h != nil {
+		return uint32(h.OnRequestBody(int(size), eos))
+	}
+	return uint32(Continue)
 }
 
 //go:wasmexport proxy_on_request_trailers
 func proxyOnRequestTrailers(id, n uint32) uint32 {
-	return httpPhase(id, func(h HTTPContext) Action { return h.OnRequestTrailers(int(n)) })
+	if h := phaseStream(id); h != nil {
+		return uint32(h.OnRequestTrailers(int(n)))
+	}
+	return uint32(Continue)
 }
 
 //go:wasmexport proxy_on_response_headers
 func proxyOnResponseHeaders(id, n uint32, eos bool) uint32 {
-	return httpPhase(id, func(h HTTPContext) Action { return h.OnResponseHeaders(int(n), eos) })
+	if h := phaseStream(id); h != nil {
+		return uint32(h.OnResponseHeaders(int(n), eos))
+	}
+	return uint32(Continue)
 }
 
 //go:wasmexport proxy_on_response_body
 func proxyOnResponseBody(id, size uint32, eos bool) uint32 {
-	return httpPhase(id, func(h HTTPContext) Action { return h.OnResponseBody(int(size), eos) })
+	if h := phaseStream(id); h != nil {
+		return uint32(h.OnResponseBody(int(size), eos))
+	}
+	return uint32(Continue)
 }
 
 //go:wasmexport proxy_on_response_trailers
 func proxyOnResponseTrailers(id, n uint32) uint32 {
-	return httpPhase(id, func(h HTTPContext) Action { return h.OnResponseTrailers(int(n)) })
+	if h := phaseStream(id); h != nil {
+		return uint32(h.OnResponseTrailers(int(n)))
+	}
+	return uint32(Continue)
 }
 
 //go:wasmexport proxy_on_http_call_response

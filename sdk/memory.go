@@ -48,13 +48,34 @@ func take() []byte {
 }
 
 // takeString is string(take()) with one copy fewer for a small block.
+// A small block equal to a recently returned string returns that string:
+// header values repeat from request to request (content types, keys), and
+// a Go allocation runs thousands of guest instructions.
 func takeString() string {
 	if b, ok := takeSmall(); ok {
-		s := string(b)
+		s := internString(b)
 		drop()
 		return s
 	}
 	return string(take())
+}
+
+// recent holds the last strings takeString made of small blocks.
+var (
+	recent     [4]string
+	recentNext int
+)
+
+func internString(b []byte) string {
+	for _, s := range recent {
+		if string(b) == s {
+			return s
+		}
+	}
+	s := string(b)
+	recent[recentNext] = s
+	recentNext = (recentNext + 1) % len(recent)
+	return s
 }
 
 // drop forgets blocks of a host call whose status said failure.

@@ -27,7 +27,8 @@ type config struct {
 
 type root struct {
 	sdk.DefaultRootContext
-	cfg config
+	cfg  config
+	free []*stream
 }
 
 func (r *root) OnConfigure(int) bool {
@@ -40,26 +41,45 @@ func (r *root) OnConfigure(int) bool {
 	return true
 }
 
-func (r *root) NewHTTPContext(uint32) sdk.HTTPContext { return &stream{cfg: &r.cfg} }
+// NewHTTPContext reuses a stream the host deleted: an allocation per
+// request costs more guest instructions than the rest of the request.
+func (r *root) NewHTTPContext(uint32) sdk.HTTPContext {
+	if n := len(r.free); n > 0 {
+		s := r.free[n-1]
+		r.free = r.free[:n-1]
+		*s = stream{root: r}
+		return s
+	}
+	return &stream{root: r}
+}
+
+// maxFree bounds the streams kept for reuse (a VM serves few at once).
+const maxFree = 64
 
 type stream struct {
 	sdk.DefaultHTTPContext
-	cfg *config
-	sse bool
+	root *root
+	sse  bool
+}
+
+func (s *stream) OnDelete() {
+	if r := s.root; len(r.free) < maxFree {
+		r.free = append(r.free, s)
+	}
 }
 
 const unauthorized = `{"error":"invalid or missing x-api-key"}`
 
 func (s *stream) OnRequestHeaders(int, bool) sdk.Action {
-	if s.cfg.APIKey == "" {
+	if s.root.cfg.APIKey == "" {
 		return sdk.Continue
 	}
-	if key, _ := sdk.RequestHeader("x-api-key"); key == s.cfg.APIKey {
+	if key, _ := sdk.RequestHeader("x-api-key"); key == s.root.cfg.APIKey {
 		return sdk.Continue
 	}
 	headers := []sdk.Header{{"content-type", "application/json"}}
-	if s.cfg.Header != "" {
-		headers = append(headers, sdk.Header{s.cfg.Header, s.cfg.Value})
+	if s.root.cfg.Header != "" {
+		headers = append(headers, sdk.Header{s.root.cfg.Header, s.root.cfg.Value})
 	}
 	if err := sdk.SendLocalResponse(401, headers, []byte(unauthorized), "api_key_mismatch"); err != nil {
 		sdk.Errorf("send 401: %v", err)
@@ -68,8 +88,8 @@ func (s *stream) OnRequestHeaders(int, bool) sdk.Action {
 }
 
 func (s *stream) OnResponseHeaders(int, bool) sdk.Action {
-	if s.cfg.Header != "" {
-		sdk.SetResponseHeader(s.cfg.Header, s.cfg.Value)
+	if s.root.cfg.Header != "" {
+		sdk.SetResponseHeader(s.root.cfg.Header, s.root.cfg.Value)
 	}
 	ct, _ := sdk.ResponseHeader("content-type")
 	s.sse = sdk.IsEventStream(ct)
