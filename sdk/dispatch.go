@@ -16,6 +16,8 @@ var (
 	// one after another, so most skip the lookup.
 	lastID     uint32
 	lastStream HTTPContext
+	lastRootID uint32
+	lastRoot   RootContext
 
 	// slots hold the HTTP contexts of the requests in flight before the
 	// streams map does: a VM holds few at once, and a scan of a small
@@ -26,6 +28,8 @@ var (
 	gcEvery     = 256     // callbacks between heap checks; 0: never collect
 	gcThreshold = 1 << 20 // bytes allocated since the last collection that trigger one
 	gcCount     int
+	gcSpacing   = 256  // callbacks until the next check: gcEvery up to gcEvery*gcMaxStretch
+	gcChecked   uint64 // heap bytes allocated (cumulative) at the last check
 	gcLast      uint64 // heap bytes allocated (cumulative) at the last collection
 	gcSample    = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 )
@@ -39,7 +43,16 @@ func SetPlugin(p Plugin) { thePlugin = p }
 // the VM is recycled). A check reads the runtime's allocation counter and
 // runs runtime.GC once [SetGCThreshold] bytes were allocated since the
 // last collection.
-func SetGCInterval(n int) { gcEvery = n }
+//
+// While the plugin allocates little (less than a quarter of the threshold
+// between two checks) the spacing of checks doubles, up to 16n callbacks,
+// and it returns to n at the first check that finds more: a check reads
+// the runtime's metrics, which costs as much guest work as several
+// requests of a plugin that does not allocate.
+func SetGCInterval(n int) { gcEvery, gcSpacing = n, n }
+
+// gcMaxStretch bounds how far checks spread out for a quiet heap.
+const gcMaxStretch = 16
 
 // SetGCThreshold sets how many bytes the plugin may allocate between
 // forced collections (default 1 MiB). 0 collects at every check, that is
@@ -53,7 +66,7 @@ func SetGCThreshold(bytes int) { gcThreshold = bytes }
 func enter(id uint32) {
 	current = id
 	if gcEvery > 0 {
-		if gcCount++; gcCount >= gcEvery {
+		if gcCount++; gcCount >= gcSpacing {
 			gcCount = 0
 			collectIfDue()
 		}
@@ -65,6 +78,13 @@ func collectIfDue() {
 	allocated := uint64(0)
 	if gcSample[0].Value.Kind() == metrics.KindUint64 {
 		allocated = gcSample[0].Value.Uint64()
+	}
+	since := allocated - gcChecked
+	gcChecked = allocated
+	if allocated < gcLast || since >= uint64(gcThreshold)/4 || gcThreshold == 0 {
+		gcSpacing = gcEvery
+	} else if gcSpacing < gcEvery*gcMaxStretch {
+		gcSpacing *= 2
 	}
 	if gcThreshold > 0 && allocated-gcLast < uint64(gcThreshold) && allocated >= gcLast {
 		return
@@ -84,6 +104,8 @@ type slot struct {
 // taken (or for id 0, which marks a free slot). No loop: in Go's Wasm
 // code every backward jump re-enters the function's dispatch, so even a
 // 16-slot scan costs more than the map.
+//
+//go:noinline
 func putStream(id uint32, h HTTPContext) {
 	sl := &slots[id%slotCount]
 	if id != 0 {
@@ -92,6 +114,10 @@ func putStream(id uint32, h HTTPContext) {
 			return
 		}
 		if sl.id == 0 {
+			if len(streams) == 0 {
+				*sl = slot{id, h}
+				return
+			}
 			if _, ok := streams[id]; !ok {
 				*sl = slot{id, h}
 				return
@@ -122,15 +148,31 @@ func onContextCreate(id, parent uint32) {
 	if parent == 0 {
 		if r := thePlugin.NewRootContext(id); r != nil {
 			roots[id] = r
+			if id == lastRootID {
+				lastRootID, lastRoot = 0, nil
+			}
 		}
 		return
 	}
-	if r, ok := roots[parent]; ok {
+	if r, ok := root(parent); ok {
 		if h := r.NewHTTPContext(id); h != nil {
 			putStream(id, h)
 			lastID, lastStream = id, h
 		}
 	}
+}
+
+// root returns the root context id; the last one found is remembered
+// (a plugin has one per configuration, usually one).
+func root(id uint32) (RootContext, bool) {
+	if id == lastRootID && lastRoot != nil {
+		return lastRoot, true
+	}
+	r, ok := roots[id]
+	if ok {
+		lastRootID, lastRoot = id, r
+	}
+	return r, ok
 }
 
 func onVMStart(id, size uint32) bool {
@@ -193,6 +235,9 @@ func onDelete(id uint32) {
 		return
 	}
 	delete(roots, id)
+	if id == lastRootID {
+		lastRootID, lastRoot = 0, nil
+	}
 }
 
 // phaseStream starts an HTTP phase callback on context id and returns its

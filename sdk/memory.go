@@ -60,21 +60,17 @@ func takeString() string {
 	return string(take())
 }
 
-// recent holds the last strings takeString made of small blocks.
-var (
-	recent     [4]string
-	recentNext int
-)
+// recent holds the last string takeString made of a small block of each
+// length modulo 8 (no loop: a backward jump is dear in Go's Wasm code).
+var recent [8]string
 
 func internString(b []byte) string {
-	for _, s := range recent {
-		if string(b) == s {
-			return s
-		}
+	r := &recent[len(b)%len(recent)]
+	if string(b) == *r {
+		return *r
 	}
 	s := string(b)
-	recent[recentNext] = s
-	recentNext = (recentNext + 1) % len(recent)
+	*r = s
 	return s
 }
 
