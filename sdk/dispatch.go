@@ -93,7 +93,7 @@ func collectIfDue() {
 	gcLast = allocated
 }
 
-const slotCount = 16
+const slotCount = 256
 
 type slot struct {
 	id uint32 // 0: free (context ids start at 1)
@@ -213,7 +213,10 @@ func onDone(id uint32) bool {
 	if id == lastID && lastStream != nil {
 		return true // an HTTP context
 	}
-	if r, ok := roots[id]; ok {
+	if id != 0 && slots[id%slotCount].id == id {
+		return true // an HTTP context
+	}
+	if r, ok := root(id); ok {
 		return r.OnDone()
 	}
 	return true
