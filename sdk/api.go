@@ -147,6 +147,9 @@ func IsEventStream(contentType string) bool {
 	if len(contentType) < len(want) {
 		return false
 	}
+	if contentType == want {
+		return true
+	}
 	ct := strings.TrimSpace(contentType)
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = strings.TrimSpace(ct[:i])

@@ -33,8 +33,9 @@ func takeSmall() (b []byte, ok bool) {
 // pending. It returns nil for an empty or unknown block.
 func take() []byte {
 	var out []byte
-	if b, ok := takeSmall(); ok {
-		out = append([]byte(nil), b...)
+	if b, ok := takeSmall(); ok && len(b) > 0 {
+		out = make([]byte, len(b)) // not append: no growslice
+		copy(out, b)
 	}
 	for i, b := range pending {
 		if uint32(uintptr(unsafe.Pointer(&b[0]))) == retPtr && int(retLen) <= len(b) {
