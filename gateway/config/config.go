@@ -9,6 +9,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -438,24 +439,12 @@ func (l PluginLimits) WithDefaults() PluginLimits {
 
 func (l *PluginLimits) setDefaults() {
 	d := DefaultPluginLimits
-	if l.HeaderMapBytes == 0 {
-		l.HeaderMapBytes = d.HeaderMapBytes
-	}
-	if l.HeaderMapFields == 0 {
-		l.HeaderMapFields = d.HeaderMapFields
-	}
-	if l.SharedDataBytes == 0 {
-		l.SharedDataBytes = d.SharedDataBytes
-	}
-	if l.SharedDataKeys == 0 {
-		l.SharedDataKeys = d.SharedDataKeys
-	}
-	if l.QueueItems == 0 {
-		l.QueueItems = d.QueueItems
-	}
-	if l.HTTPCalls == 0 {
-		l.HTTPCalls = d.HTTPCalls
-	}
+	l.HeaderMapBytes = cmp.Or(l.HeaderMapBytes, d.HeaderMapBytes)
+	l.HeaderMapFields = cmp.Or(l.HeaderMapFields, d.HeaderMapFields)
+	l.SharedDataBytes = cmp.Or(l.SharedDataBytes, d.SharedDataBytes)
+	l.SharedDataKeys = cmp.Or(l.SharedDataKeys, d.SharedDataKeys)
+	l.QueueItems = cmp.Or(l.QueueItems, d.QueueItems)
+	l.HTTPCalls = cmp.Or(l.HTTPCalls, d.HTTPCalls)
 }
 
 // Upstream returns the upstream with that name.
