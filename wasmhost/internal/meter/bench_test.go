@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/wasmgate/wasmgate/internal/wasmbuild"
 )
 
@@ -40,22 +41,9 @@ func BenchmarkScan1K(b *testing.B) {
 		wasm := g.wasm(b)
 		for _, mode := range []string{"unmetered", "metered", "metered-deadline", "closeondone"} {
 			b.Run(g.name+"/"+mode, func(b *testing.B) {
-				var rc wazero.RuntimeConfig
-				if mode == "closeondone" {
-					rc = wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true)
-				}
-				in := newInstance(b, ctx, wasm, strings.HasPrefix(mode, "metered"), rc)
-				if exp := in.mod.ExportedFunction("_initialize"); exp != nil {
-					if _, err := exp.Call(WithBudget(ctx, &Budget{})); err != nil {
-						b.Fatal(err)
-					}
-				}
-				res, err := in.mod.ExportedFunction("buffer").Call(WithBudget(ctx, &Budget{}))
-				if err != nil {
-					b.Fatal(err)
-				}
-				in.mod.Memory().Write(uint32(res[0]), scanInput())
-				scan := in.mod.ExportedFunction("scan")
+				in, scan := newScanInstance(b, ctx, wasm, mode)
+				var res []uint64
+				var err error
 				budget := &Budget{Limit: time.Second}
 				bctx := WithBudget(ctx, budget)
 				b.ReportAllocs()
@@ -93,6 +81,27 @@ func BenchmarkScan1K(b *testing.B) {
 			})
 		}
 	}
+}
+
+// newScanInstance instantiates a scan guest for a BenchmarkScan1K mode,
+// with the 1 KB input in its buffer, and returns it with its scan export.
+func newScanInstance(b *testing.B, ctx context.Context, wasm []byte, mode string) (*instance, api.Function) {
+	var rc wazero.RuntimeConfig
+	if mode == "closeondone" {
+		rc = wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true)
+	}
+	in := newInstance(b, ctx, wasm, strings.HasPrefix(mode, "metered"), rc)
+	if exp := in.mod.ExportedFunction("_initialize"); exp != nil {
+		if _, err := exp.Call(WithBudget(ctx, &Budget{})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	res, err := in.mod.ExportedFunction("buffer").Call(WithBudget(ctx, &Budget{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in.mod.Memory().Write(uint32(res[0]), scanInput())
+	return in, in.mod.ExportedFunction("scan")
 }
 
 // BenchmarkTransform compares Instrument with wazero's compilation of the
@@ -152,22 +161,7 @@ func BenchmarkScan1KSideBySide(b *testing.B) {
 			}
 			var rs []runner
 			for _, mode := range modes {
-				var rc wazero.RuntimeConfig
-				if mode == "closeondone" {
-					rc = wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true)
-				}
-				in := newInstance(b, ctx, wasm, strings.HasPrefix(mode, "metered"), rc)
-				if exp := in.mod.ExportedFunction("_initialize"); exp != nil {
-					if _, err := exp.Call(WithBudget(ctx, &Budget{})); err != nil {
-						b.Fatal(err)
-					}
-				}
-				res, err := in.mod.ExportedFunction("buffer").Call(WithBudget(ctx, &Budget{}))
-				if err != nil {
-					b.Fatal(err)
-				}
-				in.mod.Memory().Write(uint32(res[0]), scanInput())
-				scan := in.mod.ExportedFunction("scan")
+				in, scan := newScanInstance(b, ctx, wasm, mode)
 				budget := &Budget{Limit: time.Second}
 				bctx := WithBudget(ctx, budget)
 				switch mode {
