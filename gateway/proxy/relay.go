@@ -249,7 +249,7 @@ func (rs *relayState) run() {
 		} else {
 			rs.add(ev.Raw)
 		}
-		if rs.events >= max(rs.set.sse.PendingEvents, 1) || (rs.out != nil && len(*rs.out) >= maxBatch) {
+		if rs.full() {
 			if err = rs.flush(); err != nil {
 				break
 			}
@@ -290,6 +290,12 @@ func (rs *relayState) add(b []byte) {
 	}
 	*rs.out = append(*rs.out, b...)
 	rs.events++
+}
+
+// full says whether the gathered output must go out before more is added:
+// sse.pending_events events or maxBatch bytes.
+func (rs *relayState) full() bool {
+	return rs.events >= max(rs.set.sse.PendingEvents, 1) || (rs.out != nil && len(*rs.out) >= maxBatch)
 }
 
 // flush writes what was gathered as one chunk.
@@ -414,11 +420,13 @@ func (rs *relayState) end(err error) {
 // finalChain makes the chain's last call (endOfStream) once, and returns
 // what it wants sent.
 func (rs *relayState) finalChain() []byte {
-	if rs.tailed || rs.x.stream == nil {
-		rs.tailed = true
+	if rs.tailed {
 		return nil
 	}
 	rs.tailed = true
+	if rs.x.stream == nil {
+		return nil
+	}
 	var tail []byte
 	rs.x.stream.ResponseBody(&tail, true)
 	return tail
@@ -617,7 +625,7 @@ func (x *exchange) replay(rs *relayState) {
 		rs.add(*b)
 		putBuf(b)
 		x.rt.m.sseReplayed.Inc()
-		if rs.events >= max(rs.set.sse.PendingEvents, 1) || len(*rs.out) >= maxBatch {
+		if rs.full() {
 			return rs.flush()
 		}
 		return nil
