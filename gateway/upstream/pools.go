@@ -314,8 +314,9 @@ func (t *Target) failed(err error) {
 	}
 }
 
-// healthy reports whether t may take requests now.
-func (t *Target) healthy() bool {
+// Healthy reports whether t is in service (not ejected, not failing
+// checks), that is whether it may take requests now.
+func (t *Target) Healthy() bool {
 	if t.down.Load() {
 		return false
 	}
@@ -332,15 +333,12 @@ func (t *Target) healthy() bool {
 	return false
 }
 
-// Healthy reports whether t is in service (not ejected, not failing checks).
-func (t *Target) Healthy() bool { return t.healthy() }
-
 // pick chooses a healthy target not in tried.
 func (u *Upstream) pick(tried uint64) (int, *Target) {
 	n := len(u.targets)
 	if n == 1 {
 		t := u.targets[0]
-		if tried&1 == 0 && t.healthy() {
+		if tried&1 == 0 && t.Healthy() {
 			return 0, t
 		}
 		return -1, nil
@@ -351,7 +349,7 @@ func (u *Upstream) pick(tried uint64) (int, *Target) {
 		for k := 0; k < n; k++ {
 			i := (start + k) % n
 			t := u.targets[i]
-			if tried&(1<<(uint(i)&63)) != 0 || !t.healthy() {
+			if tried&(1<<(uint(i)&63)) != 0 || !t.Healthy() {
 				continue
 			}
 			if best == nil || t.load() < best.load() {
@@ -364,7 +362,7 @@ func (u *Upstream) pick(tried uint64) (int, *Target) {
 	for k := 0; k < n; k++ {
 		i := (start + k) % n
 		t := u.targets[i]
-		if tried&(1<<(uint(i)&63)) == 0 && t.healthy() {
+		if tried&(1<<(uint(i)&63)) == 0 && t.Healthy() {
 			return i, t
 		}
 	}
