@@ -219,10 +219,7 @@ const (
 // since then are not counted, and the instance is discarded after a trap
 // anyway.
 func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byte, error) {
-	leaves, maxLeaf, err := m.leafCosts()
-	if err != nil {
-		return nil, err
-	}
+	leaves, maxLeaf := m.leafCosts()
 	size := 0
 	for i := range m.codes {
 		size += len(m.codes[i].body) + 16
@@ -404,13 +401,13 @@ const maxLeafCost = 256
 // charge, and call_indirect adds the largest leaf cost (the callee may be
 // a leaf). A leaf the host calls directly runs uncharged, which is
 // bounded by maxLeafCost. It returns -1 for the other functions.
-func (m *Module) leafCosts() (costs []int64, maxCost int64, err error) {
+func (m *Module) leafCosts() (costs []int64, maxCost int64) {
 	costs = make([]int64, len(m.codes))
 	for i := range m.codes {
 		costs[i] = m.codes[i].leafCost // computed by checkBody
 		maxCost = max(maxCost, costs[i])
 	}
-	return costs, maxCost, nil
+	return costs, maxCost
 }
 
 // appendCheck keeps the new fuel (on the stack) in local f and, when it
