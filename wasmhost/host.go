@@ -219,9 +219,6 @@ func New(ctx context.Context, plugins []config.Plugin, opts Options) (*Host, err
 // with its own config gets its own root context (proxy_on_configure is
 // called with it now; a false return is an error).
 func (h *Host) Build(route string, refs []config.PluginRef) (chain.Chain, error) {
-	if len(refs) == 0 {
-		return chain.Nop, nil
-	}
 	slots, _ := h.snapshot()
 	return h.build(slots, route, refs)
 }
