@@ -491,8 +491,8 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 		if !ok || !st.dirty || st.dirtySince != d.since {
 			continue // written or forgotten since
 		}
-		if _, ok := sc.touched[d.id]; ok {
-			sc.touches[sc.touched[d.id]].write = true
+		if i, ok := sc.touched[d.id]; ok {
+			sc.touches[i].write = true
 			continue
 		}
 		sc.touched[d.id] = len(sc.touches)
