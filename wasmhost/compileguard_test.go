@@ -49,38 +49,6 @@ func hostileModule() []byte {
 	return append(m, hugeNames()...)
 }
 
-func TestStripCustomSections(t *testing.T) {
-	typ := section(1, []byte{1, 0x60, 0, 0})
-	custom := section(0, []byte{3, 'f', 'o', 'o', 1, 2, 3})
-	for _, tc := range []struct {
-		name    string
-		in, out []byte
-		err     string
-	}{
-		{"none", cat(wasmHeader, typ), cat(wasmHeader, typ), ""},
-		{"custom dropped", cat(wasmHeader, custom, typ, custom), cat(wasmHeader, typ), ""},
-		{"huge name section", cat(wasmHeader, typ, hugeNames()), cat(wasmHeader, typ), ""},
-		{"short", wasmHeader[:5], nil, "header"},
-		{"size past end", cat(wasmHeader, []byte{1, 9, 1}), nil, "past the end"},
-		{"unterminated size", cat(wasmHeader, []byte{1, 0x80, 0x80}), nil, "bad size"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := stripCustomSections(tc.in)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err = %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil || !bytes.Equal(got, tc.out) {
-				t.Fatalf("got % x, %v; want % x", got, err, tc.out)
-			}
-		})
-	}
-}
-
-func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-
 // A module the meter refuses is refused by default with the meter's
 // reason, and with cpu_fallback: watchdog it reaches wazero without the
 // name section that would exhaust memory, and wazero's verdict on the

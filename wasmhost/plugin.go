@@ -214,7 +214,7 @@ func (s *slot) startVersion(ctx context.Context) (*version, error) {
 // WithCloseOnContextDone (no per-call goroutine, no exit to Go per loop
 // iteration). A module it cannot handle is refused with the meter's reason
 // or, with cpu_fallback: watchdog, runs with WithCloseOnContextDone plus the
-// watchdog (its custom sections stripped, see stripCustomSections): never
+// watchdog (its custom sections stripped, see meter.StripCustomSections): never
 // unprotected. The meter decodes all of Wasm 2.0, so what it refuses is in
 // practice malformed or hostile.
 func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPages uint32, fallback bool) (wazero.Runtime, wazero.CompiledModule, string, bool, error) {
@@ -231,7 +231,7 @@ func compilePlugin(ctx context.Context, h *Host, name string, wasm []byte, memPa
 		}
 	}
 	if !metered {
-		stripped, err := stripCustomSections(wasm)
+		stripped, err := meter.StripCustomSections(wasm)
 		if err != nil {
 			return nil, nil, "", false, fmt.Errorf("compile: %w", err)
 		}

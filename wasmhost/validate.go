@@ -148,7 +148,7 @@ func CheckFile(w io.Writer, path string) error {
 		return err
 	}
 	fmt.Fprintf(w, "file: %s (%d bytes)\n", path, len(wasm))
-	safe, err := stripCustomSections(wasm)
+	safe, err := meter.StripCustomSections(wasm)
 	if err != nil {
 		fmt.Fprintf(w, "verdict: BAD (%v)\n", err)
 		return fmt.Errorf("check %s: %w", path, err)
