@@ -40,14 +40,35 @@ func TestSSEClientDisconnectReleasesUpstream(t *testing.T) {
 		}
 	}
 	c.Close()
+	waitUpstreamReleased(t, g, upEnded, "the client left")
+}
+
+// waitUpstreamReleased waits for the upstream handler to see its client
+// (the gateway) leave, then for the stream-pool connection to be released.
+func waitUpstreamReleased(t *testing.T, g *gw, upEnded <-chan struct{}, after string) {
+	t.Helper()
 	select {
 	case <-upEnded:
 	case <-time.After(3 * time.Second):
-		t.Fatal("upstream stream still open 3s after the client left")
+		t.Fatal("upstream stream still open 3s after " + after)
 	}
 	if open := metricValue(t, g, "wasmgate_upstream_streams_in_use"); open != 0 {
 		t.Fatalf("%v stream-pool connections still in use", open)
 	}
+}
+
+// idleSSEUpstream starts an upstream that opens an event stream, sends
+// nothing and waits until its client leaves; then ended, if not nil, gets a
+// value.
+func idleSSEUpstream(t *testing.T, ended chan<- struct{}) *testUpstream {
+	return startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ended != nil {
+			defer func() { ended <- struct{}{} }()
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
 }
 
 // metricValue returns the first sample of a gauge or counter named name.
@@ -110,25 +131,13 @@ func TestStalledClientOnLargeResponseIsDropped(t *testing.T) {
 func TestSSEHeartbeatNoticesGoneClient(t *testing.T) {
 	verifyNone(t)
 	upEnded := make(chan struct{}, 1)
-	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() { upEnded <- struct{}{} }()
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
+	up := idleSSEUpstream(t, upEnded)
 	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
 		c.SSE.Heartbeat = config.Duration(50 * time.Millisecond)
 	}), nil, nil)
 	_, c := openSSE(t, g.addr, "/s")
 	c.Close()
-	select {
-	case <-upEnded:
-	case <-time.After(3 * time.Second):
-		t.Fatal("upstream stream still open 3s after the client left an idle stream")
-	}
-	if open := metricValue(t, g, "wasmgate_upstream_streams_in_use"); open != 0 {
-		t.Fatalf("%v stream-pool connections still in use", open)
-	}
+	waitUpstreamReleased(t, g, upEnded, "the client left an idle stream")
 	if open := metricValue(t, g, "wasmgate_sse_streams_open"); open != 0 {
 		t.Fatalf("%v SSE streams still open", open)
 	}

@@ -273,11 +273,7 @@ func TestSSEUpstreamKilledMidStream(t *testing.T) {
 
 func TestSSEHeartbeat(t *testing.T) {
 	verifyNone(t)
-	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
+	up := idleSSEUpstream(t, nil)
 	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
 		c.SSE.Heartbeat = config.Duration(100 * time.Millisecond)
 	}), nil, nil)
