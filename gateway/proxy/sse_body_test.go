@@ -9,16 +9,14 @@ import (
 	"testing/iotest"
 )
 
-// readBody decodes raw through an upstreamBody whose reads return at most
-// step bytes (0 = as much as asked), with the first pre bytes handed over
-// as already buffered.
+// readBody decodes raw through an upstreamBody whose connection reads
+// return one byte each (step 1) or as much as asked (step 0), with the
+// first pre bytes handed over as already buffered.
 func readBody(raw string, chunked bool, pre, step int) (string, *upstreamBody, error) {
 	pre = min(pre, len(raw))
 	var r io.Reader = bytes.NewReader([]byte(raw[pre:]))
 	if step == 1 {
 		r = iotest.OneByteReader(r)
-	} else if step > 0 {
-		r = io.LimitReader(r, int64(len(raw))) // whole reads
 	}
 	u := &upstreamBody{conn: r, chunked: chunked}
 	if pre > 0 {
