@@ -85,12 +85,15 @@ func checkFeatures(t *testing.T, ctx context.Context, in *instance) {
 		args []uint64
 		want uint64
 	}{
-		{"counter", nil, 42},                // start function ran: imported 1 + 41
-		{"control", []uint64{8}, 336},       // acc: 1 3 86 86 87 261 336 336
-		{"multivalue", []uint64{5}, 4},      // (7 - 5) + 2
-		{"indirect_chain", []uint64{5}, 10}, // 5 call_indirect hops, +2 each
-		{"recurse", []uint64{5}, 120},       // via ref.func in an element expression
-		{"refs", nil, 208},                  // 0 + 1 + (10-3) + 200
+		{"counter", nil, 42},                   // start function ran: imported 1 + 41
+		{"control", []uint64{8}, 336},          // acc: 1 3 86 86 87 261 336 336
+		{"control_unrolled", []uint64{7}, 336}, // unrolled (unrollLoops): leaves by br_if
+		{"control_unrolled", []uint64{8}, 336},
+		{"control_unrolled", []uint64{20}, 935}, // leaves by the br_table default at i = 13
+		{"multivalue", []uint64{5}, 4},          // (7 - 5) + 2
+		{"indirect_chain", []uint64{5}, 10},     // 5 call_indirect hops, +2 each
+		{"recurse", []uint64{5}, 120},           // via ref.func in an element expression
+		{"refs", nil, 208},                      // 0 + 1 + (10-3) + 200
 		{"unreachable_tail", []uint64{0}, 5},
 		{"unreachable_tail", []uint64{1}, 6},
 	}

@@ -58,6 +58,25 @@
         (br $top)))
     (local.get $acc))
 
+  ;; control without the call: a small loop the metering unrolls, left
+  ;; by br_if and by a br_table default past the loop (labels relabel
+  ;; shifts) and continued by br $top (the next copy).
+  (func (export "control_unrolled") (param $n i32) (result i32)
+    (local $i i32) (local $acc i32)
+    (block $done
+      (loop $top
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (block $b3 (block $b2 (block $b1 (block $b0
+          (br_table $b0 $b1 $b2 $b3 $done
+            (select (i32.const 4) (i32.rem_u (local.get $i) (i32.const 4))
+                    (i32.eq (local.get $i) (i32.const 13)))))
+          (local.set $acc (i32.add (local.get $acc) (i32.const 1))) (br $b3))
+          (local.set $acc (i32.mul (local.get $acc) (i32.const 3))) (br $b3))
+          (local.set $acc (i32.xor (local.get $acc) (i32.const 0x55))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $top)))
+    (local.get $acc))
+
   (func (export "multivalue") (param i32) (result i32)
     (local $a i32) (local $b i32)
     (call $pair_swap (local.get 0))
