@@ -92,30 +92,38 @@ func NewPools(cfgs []config.Upstream, log *slog.Logger, reg prometheus.Registere
 	if err != nil {
 		return nil, err
 	}
+	if err := checkUpstreams(cfgs); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pools{log: log, metrics: m, ctx: ctx, cancel: cancel, retired: map[*Upstream]struct{}{}}
 	byName := make(map[string]*Upstream, len(cfgs))
 	for _, c := range cfgs {
-		if _, dup := byName[c.Name]; dup {
-			cancel()
-			return nil, fmt.Errorf("upstream %q defined twice", c.Name)
-		}
-		u, err := p.start(c)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		byName[c.Name] = u
+		byName[c.Name] = p.start(c)
 	}
 	p.byName.Store(&byName)
 	return p, nil
 }
 
-// start builds one upstream's pools and starts its health checks.
-func (p *Pools) start(c config.Upstream) (*Upstream, error) {
-	if len(c.Targets) == 0 {
-		return nil, fmt.Errorf("upstream %q has no targets", c.Name)
+// checkUpstreams rejects a list that names an upstream twice or has an
+// upstream without targets.
+func checkUpstreams(cfgs []config.Upstream) error {
+	seen := make(map[string]bool, len(cfgs))
+	for _, c := range cfgs {
+		if seen[c.Name] {
+			return fmt.Errorf("upstream %q defined twice", c.Name)
+		}
+		if len(c.Targets) == 0 {
+			return fmt.Errorf("upstream %q has no targets", c.Name)
+		}
+		seen[c.Name] = true
 	}
+	return nil
+}
+
+// start builds one upstream's pools (c passed checkUpstreams) and starts
+// its health checks.
+func (p *Pools) start(c config.Upstream) *Upstream {
 	m := p.metrics
 	u := &Upstream{Name: c.Name, cfg: c, leastConn: c.Balance == "least_conns", log: p.log.With("upstream", c.Name), m: m}
 	for _, addr := range c.Targets {
@@ -134,7 +142,7 @@ func (p *Pools) start(c config.Upstream) (*Upstream, error) {
 			u.checkLoop(ctx)
 		}()
 	}
-	return u, nil
+	return u
 }
 
 func noRetry(*fasthttp.Request, int, error) (bool, bool) { return false, false }

@@ -28,15 +28,8 @@ func (p *Pools) Update(cfgs []config.Upstream) (*Update, error) {
 	if p.closed.Load() {
 		return nil, fmt.Errorf("upstream pools are closed")
 	}
-	seen := make(map[string]bool, len(cfgs))
-	for _, c := range cfgs {
-		if seen[c.Name] {
-			return nil, fmt.Errorf("upstream %q defined twice", c.Name)
-		}
-		if len(c.Targets) == 0 {
-			return nil, fmt.Errorf("upstream %q has no targets", c.Name)
-		}
-		seen[c.Name] = true
+	if err := checkUpstreams(cfgs); err != nil {
+		return nil, err
 	}
 	old := *p.byName.Load()
 	next := make(map[string]*Upstream, len(cfgs))
@@ -55,14 +48,10 @@ func (p *Pools) Update(cfgs []config.Upstream) (*Update, error) {
 		} else {
 			res.Added = append(res.Added, c.Name)
 		}
-		u, err := p.start(c)
-		if err != nil { // unreachable after the checks above
-			return nil, err
-		}
-		next[c.Name] = u
+		next[c.Name] = p.start(c)
 	}
 	for name, u := range old {
-		if !seen[name] {
+		if _, kept := next[name]; !kept {
 			u.unregister()
 			res.Removed = append(res.Removed, name)
 			res.retired = append(res.retired, u)
