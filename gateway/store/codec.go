@@ -186,6 +186,19 @@ func (d *decoder) str() string {
 	return v
 }
 
+// eventHead reads the type and time (unix nanos; 0 if unreadable) of a
+// value written by appendEvent without decoding the rest. ok is false if
+// v is too short to hold them.
+func eventHead(v []byte) (typ event.Type, unixNano int64, ok bool) {
+	if len(v) < 2 {
+		return 0, 0, false
+	}
+	if t, n := binary.Varint(v[2:]); n > 0 {
+		unixNano = t
+	}
+	return event.Type(v[1]), unixNano, true
+}
+
 // decodeEvent decodes a value written by appendEvent into e (whose Session
 // and Seq the caller sets from the key). It never panics on bad input.
 func decodeEvent(v []byte, e *event.Event) error {

@@ -275,14 +275,14 @@ func (s *Store) recoverTail(session string, m *sessionMeta) (int, error) {
 		m.LastSeq = max(m.LastSeq, seq)
 		m.Events++
 		m.Bytes += uint64(len(it.Key()) + len(v))
-		if len(v) >= 2 {
-			switch event.Type(v[1]) {
+		if typ, t, ok := eventHead(v); ok {
+			switch typ {
 			case event.SessionEnd:
 				m.Ended = true
 			case event.SessionStart:
 				m.Ended = false
 			}
-			if t, k := binary.Varint(v[2:]); k > 0 && t > m.LastActivity {
+			if t > m.LastActivity {
 				m.LastActivity = t
 			}
 		}
