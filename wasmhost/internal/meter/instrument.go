@@ -300,8 +300,8 @@ func (m *Module) meterCode(remap func(uint32) uint32, fuel, yield uint32) ([]byt
 				}
 			case opCall, opCallIndirect:
 				cur := frames[len(frames)-1]
-				for r := cur; r >= 0 && !calls[r]; r = parents[r] {
-					calls[r] = true
+				for g := cur; g >= 0 && !calls[g]; g = parents[g] {
+					calls[g] = true
 				}
 				if in.op == opCallIndirect {
 					regions[cur] += maxLeaf // the callee may be a leaf
