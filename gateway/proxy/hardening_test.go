@@ -79,12 +79,14 @@ func TestSlowloris(t *testing.T) {
 		c.Limits.ReadHeaderTimeout = config.Duration(timeout)
 	}), nil, nil)
 
+	// The server arms its header deadline when it accepts, which may be
+	// before Dial returns here: the clock starts before the dial.
+	start := time.Now()
 	c, err := net.Dial("tcp", g.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
 	// Trickle a header byte every 50ms: each write is progress, but the
 	// header block never completes.
