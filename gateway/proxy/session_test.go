@@ -215,7 +215,6 @@ func TestRecordedHeaders(t *testing.T) {
 	table := session.NewTable(cfg.Sessions, cfg.SSE, sink, testLogger(), prometheus.NewRegistry())
 	defer table.Close()
 	g := startGateway(t, cfg, tableSessions{table}, sink)
-	g.proxy.SetLive(cfg.SSE, cfg.Sessions)
 	c := newClient(t)
 
 	req, _ := http.NewRequest("GET", "http://"+g.addr+"/mcp?x=1&y=%20", nil)
