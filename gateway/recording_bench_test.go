@@ -8,13 +8,13 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wasmgate/wasmgate/gateway"
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/internal/bench/cputime"
 )
 
 // BenchmarkGatewayRecording compares proxied requests per second with
@@ -58,7 +58,7 @@ log: {level: error}
 			b.SetParallelism(32) // 64 connections on 2 cores
 			b.ReportAllocs()
 			b.ResetTimer()
-			start, cpu0 := time.Now(), processCPU()
+			start, cpu0 := time.Now(), cputime.Total()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					i := n.Add(1)
@@ -77,22 +77,13 @@ log: {level: error}
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+			b.ReportMetric(float64((cputime.Total()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
 			b.StopTimer()
 			if failed.Load() > 0 {
 				b.Fatalf("%d of %d requests failed", failed.Load(), b.N)
 			}
 		})
 	}
-}
-
-// processCPU is the user+system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func startBenchUpstream(b *testing.B) string {

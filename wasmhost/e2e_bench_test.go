@@ -5,12 +5,12 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wasmgate/wasmgate/internal/bench/cputime"
 	"github.com/wasmgate/wasmgate/internal/wasmbuild"
 )
 
@@ -89,12 +89,12 @@ sessions: {max_sessions: 1000000}
 				if n <= 0 {
 					n = turn // every route gets the same turns
 				}
-				cpu0 := processCPU()
+				cpu0 := cputime.Total()
 				elapsed, err := drive(c, g.Addr(), route, n)
 				if err != nil {
 					b.Fatal(err)
 				}
-				cpu[i] += processCPU() - cpu0
+				cpu[i] += cputime.Total() - cpu0
 				total[i] += elapsed
 				count[i] += n
 			}
@@ -110,17 +110,6 @@ sessions: {max_sessions: 1000000}
 			b.ReportMetric(rps[i]/rps[0], routes[i]+"/none")
 		}
 	})
-}
-
-// processCPU is the CPU time (user + system) this process used so far: the
-// client, the gateway and the upstream together. Per request it is steadier
-// than req/s on a shared machine.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // drive sends n requests to route over 64 concurrent keep-alive

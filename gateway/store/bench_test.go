@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wasmgate/wasmgate/gateway/event"
+	"github.com/wasmgate/wasmgate/internal/bench/cputime"
 )
 
 // BenchmarkWorker measures events/s through Record → batch → synced Pebble
@@ -87,7 +87,8 @@ func BenchmarkWorkerPaced(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			start, cpu0, sys0 := time.Now(), processCPU(), sysCPU()
+			start := time.Now()
+			usr0, sys0 := cputime.Process()
 			var wg sync.WaitGroup
 			var shed atomic.Int64
 			per := b.N / producers
@@ -117,8 +118,9 @@ func BenchmarkWorkerPaced(b *testing.B) {
 				w.Close()
 			}
 			elapsed := time.Since(start)
-			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/event")
-			b.ReportMetric(float64((sysCPU()-sys0).Nanoseconds())/1e3/float64(b.N), "sys-µs/event")
+			usr1, sys1 := cputime.Process()
+			b.ReportMetric(float64((usr1+sys1-usr0-sys0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/event")
+			b.ReportMetric(float64((sys1-sys0).Nanoseconds())/1e3/float64(b.N), "sys-µs/event")
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			b.StopTimer()
 			if shed.Load() > 0 {
@@ -151,22 +153,4 @@ func pacedEvent(session string, i int) *event.Event {
 		{Name: "X-Request-Id", Value: "4f1c2a9e0b7d3c51-000000000001a2b3"}}
 	e.BodyBytes = 46
 	return e
-}
-
-// processCPU is the user+system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// sysCPU is the part of processCPU spent in the kernel (write, fdatasync).
-func sysCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Stime.Nano())
 }
