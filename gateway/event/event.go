@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// Redacted is the value recorded in place of a redacted header's (the
+// header names in sessions.redact).
+const Redacted = "[redacted]"
+
 // Type says what an Event records.
 type Type uint8
 

@@ -165,7 +165,7 @@ func (r redactor) captureHeaders(h headerSource, prefix []byte) (string, []event
 		sc.buf = append(sc.buf, k...)
 		sp.value = len(sc.buf)
 		if r.hides(k) {
-			sc.buf = append(sc.buf, redacted...)
+			sc.buf = append(sc.buf, event.Redacted...)
 		} else {
 			sc.buf = append(sc.buf, v...)
 		}
@@ -201,10 +201,6 @@ func (sc *captureScratch) release() {
 	}
 	captureScratchPool.Put(sc)
 }
-
-// redacted is the value recorded in place of a redacted header's (the same
-// as store.Redacted).
-const redacted = "[redacted]"
 
 // methodString returns m as a string, without allocating for the common
 // methods.

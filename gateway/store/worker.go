@@ -86,7 +86,7 @@ func (o *WorkerOptions) setDefaults() {
 }
 
 // Redacted is the value recorded in place of a redacted header's.
-const Redacted = "[redacted]"
+const Redacted = event.Redacted
 
 // Worker is the event.Sink that persists session events: a bounded queue
 // drained by one goroutine into batched, synced Pebble commits, with a
