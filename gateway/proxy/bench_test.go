@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/sse"
+	"github.com/wasmgate/wasmgate/internal/bench/cputime"
 )
 
 // startFastUpstream serves a fixed body with fasthttp (a fast upstream, so
@@ -70,7 +70,7 @@ func benchGet(b *testing.B, addr string, size int) {
 	hc := &fasthttp.HostClient{Addr: addr, MaxConns: 64}
 	b.ReportAllocs()
 	b.SetParallelism(32) // × GOMAXPROCS client goroutines
-	cpu0 := cpuTime()
+	cpu0 := cputime.Total()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		req := fasthttp.AcquireRequest()
@@ -92,14 +92,8 @@ func benchGet(b *testing.B, addr string, size int) {
 	b.StopTimer()
 	// CPU time of the whole process (client, upstream, proxy) per request:
 	// steadier than ns/op on a shared machine.
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((cputime.Total()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	hc.CloseIdleConnections()
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkProxy compares, in one run, a client talking to the upstream
@@ -147,7 +141,7 @@ func BenchmarkProxySSE(b *testing.B) {
 		b.Run(target.name, func(b *testing.B) {
 			b.ReportAllocs()
 			per := b.N/streams + 1
-			cpu0 := cpuTime()
+			cpu0 := cputime.Total()
 			start := time.Now()
 			var wg sync.WaitGroup
 			for s := 0; s < streams; s++ {
@@ -178,7 +172,7 @@ func BenchmarkProxySSE(b *testing.B) {
 			wg.Wait()
 			total := float64(per * streams)
 			b.ReportMetric(total/time.Since(start).Seconds(), "events/s")
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/total, "cpu-ns/event")
+			b.ReportMetric(float64((cputime.Total()-cpu0).Nanoseconds())/total, "cpu-ns/event")
 		})
 	}
 }
