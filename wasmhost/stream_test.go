@@ -313,7 +313,7 @@ func TestGlobalCallCap(t *testing.T) {
 		defer close(done)
 		exchange(t, th.chain(t, refs("spinner")...), reqHeaders("/", "x-hostile", "loop:req_headers"))
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return th.metric(t, "wasmgate_wasm_calls_in_flight", nil) == 1 })
 	// The only call slot is taken by the spinning guest: another plugin's
 	// call waits queue_timeout, then gets 503.
 	res, _, _ := exchange(t, th.chain(t, refs("other")...), reqHeaders("/"))
