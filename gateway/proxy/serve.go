@@ -167,8 +167,17 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		}
 	}
 
-	resp := fasthttp.AcquireResponse()
-	x.resp = resp
+	resp := x.resp
+	if resp == nil {
+		// Kept with the pooled exchange, body buffer and all: the buffer
+		// trades places with the client response's (also kept by fasthttp)
+		// below instead of cycling through fasthttp's shared body pool,
+		// which drops buffers larger than its recent typical size and so
+		// allocated a new one per request whenever response sizes changed.
+		resp = fasthttp.AcquireResponse()
+		resp.KeepBodyBuffer = true
+		x.resp = resp
+	}
 	x.long = wantsStream(&req.Header)
 	lease, err := rt.up.Stream(out, resp, x.long)
 	if err != nil {
@@ -219,16 +228,11 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	if lease == nil {
 		// The whole (small) body is in resp.
 		if x.stream == nil && !isSSE {
-			// resp is released before the write: hand its body buffer
-			// over instead of copying it, and give resp the client
-			// response's (empty) one in exchange. That one goes back to
-			// fasthttp's buffer pool with the body's length, as resp's own
-			// would have: the pool sizes new buffers by the lengths it
-			// sees, and empty ones would make it hand out small buffers
-			// that every large body then regrows.
+			// Hand resp's body buffer to the client response instead of
+			// copying it, and give resp the client response's in
+			// exchange: both keep their buffers across requests.
 			body := resp.SwapBody(nil)
-			old := ctx.Response.SwapBody(body)
-			resp.SwapBody(old[:min(cap(old), len(body))])
+			resp.SwapBody(ctx.Response.SwapBody(body)[:0])
 			return false
 		}
 		if !isSSE {
@@ -312,7 +316,7 @@ func (x *exchange) finish() {
 		x.lease.Release(x.upEOF)
 	}
 	if x.resp != nil {
-		fasthttp.ReleaseResponse(x.resp)
+		x.resp.Reset()
 	}
 	if x.stream != nil {
 		x.stream.Done()
@@ -328,7 +332,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 
