@@ -193,6 +193,8 @@ type Storage struct {
 	Path           string   `yaml:"path"`
 	QueueSize      int      `yaml:"queue_size"`
 	BatchSize      int      `yaml:"batch_size"`
+	SyncDepth      int      `yaml:"sync_depth"`
+	SyncInterval   Duration `yaml:"sync_interval"`
 	FlushInterval  Duration `yaml:"flush_interval"`
 	Sync           bool     `yaml:"sync"`
 	MaxAttempts    int      `yaml:"max_attempts"`
@@ -317,6 +319,8 @@ func Default() *Config {
 			Path:           "./data",
 			QueueSize:      10000,
 			BatchSize:      50,
+			SyncDepth:      64,
+			SyncInterval:   Duration(10 * time.Millisecond),
 			FlushInterval:  Duration(10 * time.Millisecond),
 			Sync:           true,
 			MaxAttempts:    5,

@@ -51,6 +51,7 @@ func TestParseErrors(t *testing.T) {
 		{"two session keys", "upstreams: [{name: u, targets: [\"127.0.0.1:1\"]}]\nroutes: [{name: r, upstream: u, session: {header: a, cookie: b}}]\n", "only one"},
 		{"unset env", base + "admin: {token: \"${WASMGATE_TEST_SURELY_UNSET}\"}\n", "WASMGATE_TEST_SURELY_UNSET is not set"},
 		{"duplicate key", base + "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", "already defined"},
+		{"zero sync depth", base + "storage: {sync_depth: 0}\n", "storage.sync_depth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

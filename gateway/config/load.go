@@ -236,8 +236,8 @@ func (c *Config) Validate() error {
 	if s.Enabled && s.Path == "" {
 		return errors.New("storage.path is required when storage.enabled is true")
 	}
-	if s.QueueSize < 1 || s.BatchSize < 1 || s.MaxAttempts < 1 {
-		return errors.New("storage.queue_size, storage.batch_size and storage.max_attempts must be at least 1")
+	if s.QueueSize < 1 || s.BatchSize < 1 || s.SyncDepth < 1 || s.MaxAttempts < 1 {
+		return errors.New("storage.queue_size, storage.batch_size, storage.sync_depth and storage.max_attempts must be at least 1")
 	}
 	if c.Wasm.MaxCallsInFlight < 1 {
 		return errors.New("wasm.max_calls_in_flight must be at least 1")
