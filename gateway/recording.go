@@ -26,7 +26,7 @@ func newRecorder(cfg *config.Config, g *Gateway) (event.Sink, event.Replayer, io
 	}
 	log := g.log.With("component", "store")
 	start := time.Now()
-	s, err := store.Open(st.Path, store.Options{Logger: log, Registerer: g.reg})
+	s, err := store.Open(st.Path, store.Options{MinSyncInterval: time.Duration(st.SyncInterval), Logger: log, Registerer: g.reg})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -9,7 +9,10 @@
 // puts the event on a bounded queue (waiting at most the enqueue timeout,
 // then shedding with a counter) and one goroutine drains it in batches,
 // writing each batch as ONE Pebble batch (synced by default, so an
-// acknowledged event survives kill -9). A batch that fails to commit is
+// acknowledged event survives kill -9). Synced commits are pipelined and
+// their log syncs grouped (Options.MinSyncInterval, WorkerOptions.SyncDepth):
+// a sync is worth more CPU than writing a batch, and batches written while
+// one is pending share the next. A batch that fails to commit or to sync is
 // not lost: each of its events goes to a retry heap ordered by due time
 // with exponential backoff and a per-event attempt count; an event that
 // runs out of attempts is counted and logged as exhausted.

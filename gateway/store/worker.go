@@ -36,7 +36,11 @@ type WorkerOptions struct {
 	// Redact lists header names (any case) whose values are recorded as
 	// "[redacted]"; applied again here for the same reason.
 	Redact []string
-	// Committer commits batches (nil: the store itself).
+	// SyncDepth bounds the batches applied but not yet synced (default 64;
+	// 1 commits one batch at a time). See Worker.
+	SyncDepth int
+	// Committer commits batches (nil: the store itself). A committer that
+	// is also an [AsyncCommitter] gets synced batches pipelined.
 	Committer BatchCommitter
 	// OnCommit, if set, is called by the worker goroutine after each
 	// successful commit with the events it made durable. The slice and
@@ -51,6 +55,7 @@ func WorkerOptionsFrom(st config.Storage, ss config.Sessions) WorkerOptions {
 	return WorkerOptions{
 		QueueSize:      st.QueueSize,
 		BatchSize:      st.BatchSize,
+		SyncDepth:      st.SyncDepth,
 		FlushInterval:  time.Duration(st.FlushInterval),
 		NoSync:         !st.Sync,
 		MaxAttempts:    st.MaxAttempts,
@@ -75,6 +80,7 @@ func (o *WorkerOptions) setDefaults() {
 	}
 	def(&o.QueueSize, 10000)
 	def(&o.BatchSize, 50)
+	def(&o.SyncDepth, 64)
 	def(&o.MaxAttempts, 5)
 	defd(&o.FlushInterval, 10*time.Millisecond)
 	defd(&o.RetryBase, 100*time.Millisecond)
@@ -88,13 +94,47 @@ func (o *WorkerOptions) setDefaults() {
 // Redacted is the value recorded in place of a redacted header's.
 const Redacted = event.Redacted
 
+// AsyncCommitter starts a synced commit without waiting for the sync
+// (ApplyNoSyncWait) and later waits for it (SyncWait). The store's own
+// committer is one.
+type AsyncCommitter interface {
+	ApplyNoSyncWait(b *pebble.Batch, opts *pebble.WriteOptions) error
+	SyncWait(b *pebble.Batch) error
+}
+
+// dbCommitter is the store's committer: Pebble's, with SyncWait on the
+// batch.
+type dbCommitter struct{ *pebble.DB }
+
+func (dbCommitter) SyncWait(b *pebble.Batch) error { return b.SyncWait() }
+
+// noSyncWait adapts an AsyncCommitter's first half to BatchCommitter, for
+// Store.commitEvents.
+type noSyncWait struct{ AsyncCommitter }
+
+func (c noSyncWait) Apply(b *pebble.Batch, wo *pebble.WriteOptions) error {
+	return c.ApplyNoSyncWait(b, wo)
+}
+
 // Worker is the event.Sink that persists session events: a bounded queue
 // drained by one goroutine into batched, synced Pebble commits, with a
 // retry heap for failed batches. See the package documentation.
+//
+// With sync on, commits are pipelined: the worker applies a batch to the
+// memtable and the write-ahead log, hands it to a syncer goroutine that
+// waits for the log sync, and goes on with the next batch; Pebble syncs
+// everything written so far at once, so batches that arrive while a sync
+// runs share the next one (group commit). At most SyncDepth batches wait
+// for their sync. A batch counts as written, and OnCommit sees it, only
+// once its sync succeeded; a failed sync sends its events to the retry
+// heap like a failed commit. The in-memory session state moves when the
+// batch is applied: readers already see it in the memtable, and a batch
+// whose sync fails is rewritten under the same keys.
 type Worker struct {
 	store  *Store
 	opts   WorkerOptions
 	commit BatchCommitter
+	async  AsyncCommitter // nil: commits wait for their own sync
 	wo     *pebble.WriteOptions
 	log    *slog.Logger
 	redact nameSet
@@ -123,6 +163,32 @@ type Worker struct {
 	dedup     map[sseIdentity]struct{}
 	evs       []*event.Event
 	items     []item
+
+	// Pipelined commits (async != nil): the worker sends applied batches
+	// on syncing and receives them back on synced; unsynced counts those
+	// between the two (at most SyncDepth, the capacity of both channels,
+	// so neither side ever blocks the other for good) and unsyncedEvents
+	// their events, which count against the queue size.
+	syncing        chan *pendingBatch
+	synced         chan *pendingBatch
+	syncerDone     chan struct{}
+	unsynced       int
+	unsyncedEvents int
+	spare          []*pendingBatch
+}
+
+// pendingBatch is a batch applied but not yet known to be durable.
+type pendingBatch struct {
+	b     *pebble.Batch
+	items []item
+	keys  int
+	dups  int
+	final bool
+	// applied: in the memtable, waiting for (or failed at) the sync.
+	applied bool
+	start   time.Time
+	err     error
+	evs     []*event.Event
 }
 
 // item is an event in a batch with the attempts already made for it.
@@ -158,10 +224,16 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		dedup:   make(map[sseIdentity]struct{}),
 	}
 	if w.commit == nil {
-		w.commit = s.db
+		w.commit = dbCommitter{s.db}
 	}
 	if opts.NoSync {
 		w.wo = pebble.NoSync
+	} else if a, ok := w.commit.(AsyncCommitter); ok && opts.SyncDepth > 1 {
+		w.async = a
+		w.syncing = make(chan *pendingBatch, opts.SyncDepth)
+		w.synced = make(chan *pendingBatch, opts.SyncDepth)
+		w.syncerDone = make(chan struct{})
+		go w.syncer()
 	}
 	if len(opts.Redact) > 0 {
 		w.redact = newNameSet(opts.Redact)
@@ -275,6 +347,8 @@ func (w *Worker) run() {
 				w.takeDue(time.Now())
 			case <-metaC:
 				w.flushMeta(false)
+			case p := <-w.synced:
+				w.settle(p)
 			case <-w.closing:
 				retryTimer.Stop()
 				metaTimer.Stop()
@@ -298,10 +372,17 @@ func (w *Worker) run() {
 			}
 			if len(w.queue) < w.fullAt+1-len(w.items) {
 				flushTimer.Reset(w.opts.FlushInterval)
-				select {
-				case <-w.full:
-				case <-flushTimer.C:
-				case <-w.closing:
+			wait:
+				for {
+					select {
+					case <-w.full:
+					case <-flushTimer.C:
+					case <-w.closing:
+					case p := <-w.synced:
+						w.settle(p)
+						continue
+					}
+					break wait
 				}
 				flushTimer.Stop()
 			}
@@ -312,9 +393,12 @@ func (w *Worker) run() {
 }
 
 // room reports whether the worker may take more new events: events in
-// flight (batch plus retry heap) are bounded by the queue size, so a
-// failing store turns into a full queue and sheds instead of growing.
-func (w *Worker) room() bool { return len(w.items)+w.retry.Len() < w.opts.QueueSize }
+// flight (batch, unsynced batches and retry heap) are bounded by the queue
+// size, so a failing store turns into a full queue and sheds instead of
+// growing.
+func (w *Worker) room() bool {
+	return len(w.items)+w.unsyncedEvents+w.retry.Len() < w.opts.QueueSize
+}
 
 func (w *Worker) queueIfRoom() <-chan *event.Event {
 	if w.room() {
@@ -363,6 +447,7 @@ func (w *Worker) drain() {
 		}
 		w.flush(false)
 	}
+	w.settleAll() // failed syncs join the retry heap
 	for w.retry.Len() > 0 {
 		w.items = w.items[:0]
 		for w.retry.Len() > 0 && len(w.items) < w.opts.BatchSize {
@@ -371,7 +456,12 @@ func (w *Worker) drain() {
 		}
 		w.flush(true)
 	}
+	w.settleAll()
 	w.flushMeta(true)
+	if w.syncing != nil {
+		close(w.syncing)
+		<-w.syncerDone
+	}
 }
 
 // flushMeta writes the session metadata records that lag (all of them
@@ -441,29 +531,109 @@ func (w *Worker) flush(final bool) {
 		w.evs = append(w.evs, it.ev)
 	}
 	w.m.batchSize.Observe(float64(len(w.evs)))
-	start := time.Now()
-	keys, err := w.store.commitEvents(w.evs, w.commit, w.wo, &w.scratch, false)
-	w.m.commitLatency.Observe(time.Since(start).Seconds())
-	if err == nil {
-		w.m.written.Add(float64(len(w.evs)))
+	p := w.newPending()
+	p.items = append(p.items, w.items...)
+	p.dups, p.final, p.start = dups, final, time.Now()
+	c := w.commit
+	if w.async != nil {
+		c = noSyncWait{w.async}
+	}
+	p.keys, p.err = w.store.commitEvents(w.evs, c, w.wo, &w.scratch, false)
+	if w.async == nil || p.err != nil || p.keys == 0 {
+		w.finish(p)
+		return
+	}
+	// Applied: the sync is the syncer's to wait for. The batch stays
+	// with p until then.
+	p.b, w.scratch.batch = w.scratch.batch, nil
+	p.applied = true
+	for w.unsynced >= w.opts.SyncDepth {
+		w.settle(<-w.synced)
+	}
+	w.unsynced++
+	w.unsyncedEvents += len(p.items)
+	w.syncing <- p
+}
+
+// syncer waits for the log sync of each applied batch, in order, and
+// hands it back to the worker goroutine.
+func (w *Worker) syncer() {
+	defer close(w.syncerDone)
+	for p := range w.syncing {
+		p.err = w.async.SyncWait(p.b)
+		w.synced <- p
+	}
+}
+
+// settle finishes a batch back from the syncer.
+func (w *Worker) settle(p *pendingBatch) {
+	w.unsynced--
+	w.unsyncedEvents -= len(p.items)
+	w.finish(p)
+}
+
+// settleAll waits for every unsynced batch.
+func (w *Worker) settleAll() {
+	for w.unsynced > 0 {
+		w.settle(<-w.synced)
+	}
+}
+
+func (w *Worker) newPending() *pendingBatch {
+	if n := len(w.spare); n > 0 {
+		p := w.spare[n-1]
+		w.spare = w.spare[:n-1]
+		return p
+	}
+	return &pendingBatch{}
+}
+
+// finish accounts for a batch whose commit (and sync) is over: its events
+// are written, or go to the retry heap (exhausted when p.final or out of
+// attempts).
+func (w *Worker) finish(p *pendingBatch) {
+	w.m.commitLatency.Observe(time.Since(p.start).Seconds())
+	if p.b != nil {
+		p.b.Close()
+		p.b = nil
+	}
+	if p.err == nil {
 		// Without coalescing each event would write its own key, its
 		// session's metadata, and its SSE id index entry.
-		logical := 2*len(w.evs) + 2*dups
-		for _, e := range w.evs {
-			if e.Type == event.SSE && e.EventID != "" {
+		logical := 2*len(p.items) + 2*p.dups
+		for _, it := range p.items {
+			p.evs = append(p.evs, it.ev)
+			if it.ev.Type == event.SSE && it.ev.EventID != "" {
 				logical++
 			}
 		}
-		w.m.coalesce(dups, logical, keys)
+		w.m.written.Add(float64(len(p.evs)))
+		w.m.coalesce(p.dups, logical, p.keys)
 		if w.opts.OnCommit != nil {
-			w.opts.OnCommit(w.evs)
+			w.opts.OnCommit(p.evs)
 		}
-		return
+	} else {
+		if p.applied {
+			for _, it := range p.items {
+				p.evs = append(p.evs, it.ev)
+			}
+			w.store.unapply(p.evs)
+		}
+		w.failed(p.items, p.final, p.err)
 	}
+	clear(p.items)
+	clear(p.evs)
+	p.items, p.evs, p.err, p.applied = p.items[:0], p.evs[:0], nil, false
+	w.spare = append(w.spare, p)
+}
+
+// failed sends the events of a batch that did not commit to the retry
+// heap, or counts and logs them exhausted.
+func (w *Worker) failed(items []item, final bool, err error) {
 	w.m.failures.Inc()
 	now := time.Now()
 	var exhausted []*event.Event
-	for _, it := range w.items {
+	for _, it := range items {
 		it.attempts++
 		if final || it.attempts >= w.opts.MaxAttempts {
 			exhausted = append(exhausted, it.ev)
@@ -474,7 +644,7 @@ func (w *Worker) flush(final bool) {
 	}
 	w.retryDepth.Store(int64(w.retry.Len()))
 	if len(exhausted) == 0 {
-		w.log.Warn("session events commit failed; will retry", "events", len(w.items), "err", err)
+		w.log.Warn("session events commit failed; will retry", "events", len(items), "err", err)
 		return
 	}
 	w.m.exhausted.Add(float64(len(exhausted)))
