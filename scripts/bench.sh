@@ -4,12 +4,15 @@
 # gateway. Everything listens on 127.0.0.1 and every load run is bounded.
 #
 #   HTTP: 100 B and 16 KiB responses, 64 and 256 connections; after a
-#         warm-up, ROUNDS rounds of ROUND_SECS seconds per target, the targets
-#         alternating: median requests/s, median p99 latency, and the CPU time
-#         the measured process (upstream for "direct", else the proxy) spent
-#         per request over all rounds, from /proc/<pid>/stat utime+stime.
-#         "paired" is the median over rounds of gateway/bare req/s within a
-#         round. HTTP=0 skips this part.
+#         warm-up, ROUNDS rounds of ROUND_SECS seconds per target: median
+#         requests/s, median p99 latency, and the CPU time the measured
+#         process (upstream for "direct", else the proxy) spent per request
+#         over all rounds, from /proc/<pid>/stat utime+stime. Each round runs
+#         direct, then bare and gateway back to back, which of the two goes
+#         first alternating from round to round, so both see the same burst
+#         of other load on the machine. "paired" is the median over rounds of
+#         gateway/bare req/s within a round, with the lowest and highest
+#         round in "range". HTTP=0 skips this part.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
 #         SSE_INTERVAL per stream, opened over one second per thousand,
 #         held for SSE_SECS in all), straight from the upstream and then
@@ -22,12 +25,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin}
-ROUNDS=${ROUNDS:-3}
-ROUND_SECS=${ROUND_SECS:-2}
+ROUNDS=${ROUNDS:-5}
+ROUND_SECS=${ROUND_SECS:-1.5}
 SSE_SECS=${SSE_SECS:-12}
 SSE_INTERVAL=${SSE_INTERVAL:-100ms}
 SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
 HTTP=${HTTP:-1} # HTTP=0 runs only the SSE part
+VERBOSE=${VERBOSE:-0} # VERBOSE=1 prints loadgen's line for every HTTP round
 
 for b in gateway upstream loadgen bareproxy; do
 	if [[ ! -x $BIN/$b ]]; then
@@ -112,15 +116,22 @@ for size in 100 16384; do
 		for target in direct bare gateway; do
 			"$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d 500ms >/dev/null 2>&1
 		done
-		# Rounds alternate the targets (in a rotating order) so that a burst
-		# of other load on the machine hits all three alike.
-		order=(direct bare gateway)
+		# bare and gateway run back to back in every round, the first of
+		# the two alternating (direct bare gateway, direct gateway bare, ...),
+		# so that a burst of other load on the machine hits both alike.
 		for ((round = 0; round < ROUNDS; round++)); do
-			for i in 0 1 2; do
-				target=${order[$(((i + round) % 3))]}
+			order=(direct bare gateway)
+			((round % 2)) && order=(direct gateway bare)
+			for target in "${order[@]}"; do
 				pid=$(pid_of $target)
 				c0=$(cpu_ticks "$pid")
-				out=$("$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d "${ROUND_SECS}s" -json)
+				# loadgen's one-line summary goes to stderr: keep it out of
+				# the table unless VERBOSE=1, show it when loadgen fails.
+				if ! out=$("$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
+					cat "$TMP/loadgen.err" >&2
+					exit 1
+				fi
+				((VERBOSE)) && cat "$TMP/loadgen.err" >&2
 				c1=$(cpu_ticks "$pid")
 				echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":$size,\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
 			done
@@ -192,10 +203,10 @@ def paired(size, conns):
         if r["kind"] == "http" and r["size"] == size and r["result"]["conns"] == conns:
             by.setdefault(r["round"], {})[r["target"]] = r["result"]["rps"]
     rs = [v["gateway"] / v["bare"] for v in by.values() if v.get("bare") and "gateway" in v]
-    return median(rs) if rs else 0
+    return (median(rs), min(rs), max(rs)) if rs else (0, 0, 0)
 if http:
   print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
-  print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'paired':>6} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
+  print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'paired':>6} {'range':>9} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
 for size in (100, 16384) if http else ():
     for conns in (64, 256):
         for t in ("direct", "bare", "gateway"):
@@ -203,9 +214,10 @@ for size in (100, 16384) if http else ():
             if t == "gateway":
                 b, d = http[(size, conns, "bare")]["rps"], http[(size, conns, "direct")]["rps"]
                 cb = http[(size, conns, "bare")]["cpu_us"]
-                ratios = f"{a['rps']/b if b else 0:7.2f} {paired(size, conns):6.2f} {a['rps']/d if d else 0:9.2f} {a['cpu_us']/cb if cb else 0:11.2f}"
+                pm, lo, hi = paired(size, conns)
+                ratios = f"{a['rps']/b if b else 0:7.2f} {pm:6.2f} {f'{lo:.2f}-{hi:.2f}':>9} {a['rps']/d if d else 0:9.2f} {a['cpu_us']/cb if cb else 0:11.2f}"
             else:
-                ratios = f"{'':7} {'':6} {'':9} {'':11}"
+                ratios = f"{'':7} {'':6} {'':9} {'':9} {'':11}"
             label = "100B" if size == 100 else "16KiB"
             rounds = "/".join(f"{x:.0f}" for x in a["rps_all"])
             print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
