@@ -31,6 +31,13 @@ func (e *DialError) Timeout() bool {
 //     response byte must arrive within firstByte; after that the body may be
 //     silent for as long as the stream lives (SSE).
 //
+// In the ordinary pool a deadline is armed idle plus a quarter ahead and
+// re-armed only once less than idle is left: the bound is between idle and
+// 1.25×idle, and a connection serving a request every few milliseconds
+// updates its deadline once per idle/4 instead of on every request (each
+// update is a runtime timer change and several clock reads). fasthttp's
+// server uses the same trade for its read deadline.
+//
 // Deadlines fasthttp sets itself (a caller's DoTimeout) still apply: the
 // earlier of the two wins.
 type deadlineConn struct {
@@ -45,7 +52,13 @@ type deadlineConn struct {
 	written bool
 	readBy  time.Time // from fasthttp
 	writeBy time.Time // from fasthttp
+	// The deadlines set on Conn (zero: none).
+	rOn, wOn time.Time
 }
+
+// idleSlack is how far past idle an ordinary-pool deadline is armed, and so
+// how long it stays good enough before it is armed again.
+func idleSlack(idle time.Duration) time.Duration { return idle / 4 }
 
 func earlier(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
@@ -54,18 +67,39 @@ func earlier(a, b time.Time) time.Time {
 	return a
 }
 
+func (c *deadlineConn) setRead(t time.Time) error {
+	c.rOn = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) setWrite(t time.Time) error {
+	c.wOn = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// armIdle makes sure the deadline on is at least idle from now: it
+// returns the deadline to set, or zero when on is still good.
+func (c *deadlineConn) armIdle(on, from time.Time, now time.Time) time.Time {
+	if !on.IsZero() && on.Sub(now) >= c.idle && (from.IsZero() || !on.After(from)) {
+		return time.Time{}
+	}
+	return earlier(now.Add(c.idle+idleSlack(c.idle)), from)
+}
+
 func (c *deadlineConn) Read(p []byte) (int, error) {
 	if c.written {
 		c.written = false
 	} else if c.idle > 0 {
-		if err := c.Conn.SetReadDeadline(earlier(time.Now().Add(c.idle), c.readBy)); err != nil {
-			return 0, err
+		if t := c.armIdle(c.rOn, c.readBy, time.Now()); !t.IsZero() {
+			if err := c.setRead(t); err != nil {
+				return 0, err
+			}
 		}
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.armed {
 		c.armed = false
-		if derr := c.Conn.SetReadDeadline(c.readBy); derr != nil && err == nil {
+		if derr := c.setRead(c.readBy); derr != nil && err == nil {
 			err = derr
 		}
 	}
@@ -74,8 +108,15 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	if c.idle > 0 && c.readBy.IsZero() && c.writeBy.IsZero() {
+		now := time.Now()
+		if c.armIdle(c.rOn, time.Time{}, now).IsZero() && c.armIdle(c.wOn, time.Time{}, now).IsZero() {
+			c.written = true
+			return c.Conn.Write(p)
+		}
 		// One clock read and one runtime call arm both directions.
-		if err := c.Conn.SetDeadline(time.Now().Add(c.idle)); err != nil {
+		t := now.Add(c.idle + idleSlack(c.idle))
+		c.rOn, c.wOn = t, t
+		if err := c.Conn.SetDeadline(t); err != nil {
 			return 0, err
 		}
 		c.written = true
@@ -85,13 +126,13 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	if d == 0 {
 		d = c.firstByte
 	}
-	if err := c.Conn.SetWriteDeadline(earlier(time.Now().Add(d), c.writeBy)); err != nil {
+	if err := c.setWrite(earlier(time.Now().Add(d), c.writeBy)); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
 	if err == nil && c.idle == 0 && !c.armed {
 		c.armed = true
-		err = c.Conn.SetReadDeadline(earlier(time.Now().Add(c.firstByte), c.readBy))
+		err = c.setRead(earlier(time.Now().Add(c.firstByte), c.readBy))
 	}
 	return n, err
 }
@@ -99,7 +140,7 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 func (c *deadlineConn) SetReadDeadline(t time.Time) error {
 	c.readBy = t
 	if c.idle == 0 && !c.armed {
-		return c.Conn.SetReadDeadline(t)
+		return c.setRead(t)
 	}
 	return nil
 }

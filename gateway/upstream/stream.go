@@ -92,7 +92,7 @@ func (l *Lease) Conn() net.Conn { return l.conn }
 func (l *Lease) LongLived() {
 	if dc, ok := l.conn.(*deadlineConn); ok && dc.idle > 0 {
 		dc.idle = 0
-		_ = dc.Conn.SetReadDeadline(time.Time{})
+		_ = dc.setRead(time.Time{})
 	}
 }
 
