@@ -83,7 +83,7 @@ func BenchmarkWorkerPaced(b *testing.B) {
 			var sk event.Sink = event.Discard
 			var w *Worker
 			if sink != "discard" {
-				s, err := Open(b.TempDir(), Options{})
+				s, err := Open(b.TempDir(), Options{MinSyncInterval: 10 * time.Millisecond}) // storage.sync_interval's default
 				if err != nil {
 					b.Fatal(err)
 				}
