@@ -64,10 +64,11 @@ type Proxy struct {
 	sink     event.Sink
 	replayer event.Replayer
 
-	maxBody      int64
-	maxHeaders   int
-	writeTimeout time.Duration
-	bodyTimeout  time.Duration
+	maxBody        int64
+	maxHeaders     int
+	writeTimeout   time.Duration
+	writeDeadlines *writeDeadlines
+	bodyTimeout    time.Duration
 
 	parsers   sync.Pool      // *pooledParser
 	streams   sync.WaitGroup // open SSE relays
@@ -113,20 +114,21 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		cfg:          cfg,
-		log:          log,
-		m:            m,
-		ids:          newRequestIDs(),
-		sessions:     opts.Sessions,
-		sink:         opts.Sink,
-		replayer:     opts.Replayer,
-		maxBody:      int64(cfg.Limits.MaxBodyBytes),
-		maxHeaders:   cfg.Limits.MaxHeaders,
-		writeTimeout: cfg.Limits.WriteTimeout.D(),
-		bodyTimeout:  cfg.Limits.IdleTimeout.D(),
-		closing:      make(chan struct{}),
-		relays:       make(map[*relayState]struct{}),
-		maxConns:     int64(cfg.Limits.MaxConns),
+		cfg:            cfg,
+		log:            log,
+		m:              m,
+		ids:            newRequestIDs(),
+		sessions:       opts.Sessions,
+		sink:           opts.Sink,
+		replayer:       opts.Replayer,
+		maxBody:        int64(cfg.Limits.MaxBodyBytes),
+		maxHeaders:     cfg.Limits.MaxHeaders,
+		writeTimeout:   cfg.Limits.WriteTimeout.D(),
+		writeDeadlines: newWriteDeadlines(),
+		bodyTimeout:    cfg.Limits.IdleTimeout.D(),
+		closing:        make(chan struct{}),
+		relays:         make(map[*relayState]struct{}),
+		maxConns:       int64(cfg.Limits.MaxConns),
 	}
 	if p.sink == nil {
 		p.sink = event.Discard

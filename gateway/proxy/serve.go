@@ -29,11 +29,13 @@ type exchange struct {
 	table *routeTable // held until finish: a reload drains it
 	rt    *route
 	conn  net.Conn
-	resp  *fasthttp.Response
-	lease *upstream.Lease
-	long  bool
-	upEOF bool
-	start time.Time
+	// connID is fasthttp's id of conn, for p.writeDeadlines.
+	connID uint64
+	resp   *fasthttp.Response
+	lease  *upstream.Lease
+	long   bool
+	upEOF  bool
+	start  time.Time
 	// doneAt is when the response headers were ready, for a response that
 	// is written whole after the handler returns: finish arms the client
 	// write deadline from it instead of reading the clock again.
@@ -95,7 +97,7 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 func (p *Proxy) Serve(ctx *fasthttp.RequestCtx) {
 	p.m.inFlight.Add(1)
 	x := exchangePool.Get().(*exchange)
-	x.p, x.start, x.conn = p, ctx.Time(), ctx.Conn()
+	x.p, x.start, x.conn, x.connID = p, ctx.Time(), ctx.Conn(), ctx.ConnID()
 	if !x.serve(ctx) {
 		x.finish()
 	}
@@ -292,7 +294,7 @@ func (x *exchange) Read(b []byte) (int, error) {
 
 func (x *exchange) writeDeadline() error {
 	if x.p.writeTimeout > 0 {
-		return x.conn.SetWriteDeadline(time.Now().Add(x.p.writeTimeout))
+		return x.p.writeDeadlines.arm(x.connID, x.conn, time.Now(), x.p.writeTimeout)
 	}
 	return nil
 }
@@ -327,7 +329,7 @@ func (x *exchange) finish() {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		_ = x.conn.SetWriteDeadline(now.Add(x.p.writeTimeout))
+		_ = x.p.writeDeadlines.arm(x.connID, x.conn, now, x.p.writeTimeout)
 	}
 	if x.table != nil {
 		x.table.release()
