@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -103,13 +104,9 @@ func (x *exchange) sessionFromResponse(h *fasthttp.ResponseHeader) {
 }
 
 func (x *exchange) newEvent(t event.Type) *event.Event {
-	return &event.Event{
-		Session:   x.session,
-		Time:      time.Now(),
-		Type:      t,
-		Route:     x.rt.name,
-		RequestID: string(x.reqID),
-	}
+	e := event.New()
+	e.Session, e.Time, e.Type, e.Route, e.RequestID = x.session, time.Now(), t, x.rt.name, string(x.reqID)
+	return e
 }
 
 // redactor records header fields, hiding the values of sessions.redact.
@@ -155,7 +152,8 @@ type headerSource interface {
 // captureHeaders records the fields of h (values redacted). All names and
 // values share one string, and prefix (the request path) goes first in it:
 // three allocations per event instead of two per field.
-func (r redactor) captureHeaders(h headerSource, prefix []byte) (string, []event.Header) {
+// The fields go into dst's storage when it has room.
+func (r redactor) captureHeaders(h headerSource, prefix []byte, dst []event.Header) (string, []event.Header) {
 	sc := captureScratchPool.Get().(*captureScratch)
 	defer sc.release()
 	sc.buf = append(sc.buf[:0], prefix...)
@@ -176,7 +174,7 @@ func (r redactor) captureHeaders(h headerSource, prefix []byte) (string, []event
 	if len(sc.spans) == 0 {
 		return all, nil
 	}
-	hs := make([]event.Header, len(sc.spans))
+	hs := slices.Grow(dst[:0], len(sc.spans))[:len(sc.spans)]
 	for i, sp := range sc.spans {
 		hs[i] = event.Header{Name: all[sp.name:sp.value], Value: all[sp.value:sp.end]}
 	}
@@ -224,13 +222,13 @@ func (x *exchange) recordRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request
 	e := x.newEvent(event.Request)
 	set := x.p.settings()
 	e.Method = methodString(out.Header.Method())
-	e.Path, e.Headers = set.redact.captureHeaders(&out.Header, out.Header.RequestURI())
+	e.Path, e.Headers = set.redact.captureHeaders(&out.Header, out.Header.RequestURI(), e.Headers)
 	e.BodyBytes = int64(out.Header.ContentLength())
 	if !out.IsBodyStream() {
 		b := out.Body()
 		e.BodyBytes = int64(len(b))
 		if n := min(len(b), set.captureBody); n > 0 {
-			e.Body = append([]byte(nil), b[:n]...)
+			e.Body = append(e.Body[:0], b[:n]...)
 		}
 	}
 	x.method, x.path = e.Method, e.Path
@@ -242,7 +240,7 @@ func (x *exchange) recordResponse(h *fasthttp.ResponseHeader) {
 	e.Method, e.Path = x.method, x.path
 	e.Status = x.status
 	e.Latency = time.Since(x.start)
-	_, e.Headers = x.p.settings().redact.captureHeaders(h, nil)
+	_, e.Headers = x.p.settings().redact.captureHeaders(h, nil, e.Headers)
 	e.BodyBytes = int64(h.ContentLength())
 	x.p.sink.Record(e)
 }
