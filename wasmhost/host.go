@@ -63,7 +63,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -379,5 +378,3 @@ func (h *Host) tryEnter(m *vm) bool {
 		return false
 	}
 }
-
-func defaultPoolSize() int { return runtime.GOMAXPROCS(0) }

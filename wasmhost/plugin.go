@@ -43,28 +43,7 @@ type slot struct {
 }
 
 func newSlot(h *Host, p config.Plugin) *slot {
-	if p.PoolSize <= 0 {
-		p.PoolSize = defaultPoolSize()
-	}
-	if p.MemoryLimit <= 0 {
-		p.MemoryLimit = 64 << 20
-	}
-	if p.CPULimit <= 0 {
-		p.CPULimit = config.Duration(100 * time.Millisecond)
-	}
-	if p.QueueTimeout <= 0 {
-		p.QueueTimeout = config.Duration(100 * time.Millisecond)
-	}
-	if p.PauseTimeout <= 0 {
-		p.PauseTimeout = config.Duration(10 * time.Second)
-	}
-	if p.FailurePolicy == "" {
-		p.FailurePolicy = config.FailClosed
-	}
-	if p.RecycleMemory <= 0 {
-		p.RecycleMemory = p.MemoryLimit / 2
-	}
-	p.Limits = p.Limits.WithDefaults()
+	p.SetDefaults()
 	s := &slot{h: h, name: p.Name, cfg: p, m: h.metrics.plugin(p.Name)}
 	s.logs = newLogLimiter(h.log.With("plugin", p.Name), s.m)
 	return s

@@ -393,36 +393,41 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Plugins {
-		p := &c.Plugins[i]
-		if p.PoolSize == 0 {
-			p.PoolSize = runtime.GOMAXPROCS(0)
-		}
-		if p.MemoryLimit == 0 {
-			p.MemoryLimit = 64 << 20
-		}
-		if p.CPULimit == 0 {
-			p.CPULimit = Duration(100 * time.Millisecond)
-		}
-		if p.QueueTimeout == 0 {
-			p.QueueTimeout = Duration(100 * time.Millisecond)
-		}
-		if p.PauseTimeout == 0 {
-			p.PauseTimeout = Duration(10 * time.Second)
-		}
-		if p.FailurePolicy == "" {
-			p.FailurePolicy = FailClosed
-		}
-		if p.CPUFallback == "" {
-			p.CPUFallback = CPUFallbackRefuse
-		}
-		if p.RecycleMemory == 0 {
-			p.RecycleMemory = p.MemoryLimit / 2
-		}
-		p.Limits.setDefaults()
+		c.Plugins[i].SetDefaults()
 	}
 	if c.Wasm.CacheDir == "" && c.Storage.Path != "" {
 		c.Wasm.CacheDir = c.Storage.Path + "/wasm-cache"
 	}
+}
+
+// SetDefaults fills in what p leaves out (documented in docs/config.md).
+// The wasm host applies it too, for plugins configured without a file.
+func (p *Plugin) SetDefaults() {
+	if p.PoolSize == 0 {
+		p.PoolSize = runtime.GOMAXPROCS(0)
+	}
+	if p.MemoryLimit == 0 {
+		p.MemoryLimit = 64 << 20
+	}
+	if p.CPULimit == 0 {
+		p.CPULimit = Duration(100 * time.Millisecond)
+	}
+	if p.QueueTimeout == 0 {
+		p.QueueTimeout = Duration(100 * time.Millisecond)
+	}
+	if p.PauseTimeout == 0 {
+		p.PauseTimeout = Duration(10 * time.Second)
+	}
+	if p.FailurePolicy == "" {
+		p.FailurePolicy = FailClosed
+	}
+	if p.CPUFallback == "" {
+		p.CPUFallback = CPUFallbackRefuse
+	}
+	if p.RecycleMemory == 0 {
+		p.RecycleMemory = p.MemoryLimit / 2
+	}
+	p.Limits.setDefaults()
 }
 
 // DefaultPluginLimits are the plugins[].limits a file leaves out.
@@ -433,12 +438,6 @@ var DefaultPluginLimits = PluginLimits{
 	SharedDataKeys:  10000,
 	QueueItems:      10000,
 	HTTPCalls:       64,
-}
-
-// WithDefaults returns l with DefaultPluginLimits for every zero field.
-func (l PluginLimits) WithDefaults() PluginLimits {
-	l.setDefaults()
-	return l
 }
 
 func (l *PluginLimits) setDefaults() {
