@@ -133,8 +133,18 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 
+	// Released here, not deferred: with this many returns the defer
+	// would not be open-coded and cost a runtime call per request.
 	out := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(out)
+	streams := x.forward(ctx, out, cl)
+	fasthttp.ReleaseRequest(out)
+	return streams
+}
+
+// forward sends the request to the route's upstream as out (rewritten from
+// the client's) and starts the response; it returns what serve returns.
+func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl int) bool {
+	p, rt, req := x.p, x.rt, &ctx.Request
 	req.Header.CopyTo(&out.Header)
 	x.prepareRequest(ctx, &out.Header)
 	if !x.beginSession(ctx) {
