@@ -9,7 +9,6 @@ package event
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -107,41 +106,9 @@ type Event struct {
 	Message string
 }
 
-// New returns a zero Event, reused from one a sink released when it
-// can: every proxied request records two or more, and a recorder under
-// load releases them at the rate they arrive.
-func New() *Event {
-	return pool.Get().(*Event)
-}
-
-// maxPooledBytes bounds the Body and Data capacity a released event keeps.
-const maxPooledBytes = 4 << 10
-
-var pool = sync.Pool{New: func() any { return new(Event) }}
-
-// Release zeroes e and makes it available to New. Only the owner of e
-// calls it — the Sink it was given to — once nothing refers to e or to its
-// Body, Data or Headers any more; strings stay valid. Body and Data keep
-// their storage (up to maxPooledBytes), for an append by New's next caller.
-func (e *Event) Release() {
-	body, data, hs := e.Body[:0], e.Data[:0], e.Headers[:0]
-	if cap(body) > maxPooledBytes {
-		body = nil
-	}
-	if cap(data) > maxPooledBytes {
-		data = nil
-	}
-	clear(e.Headers)
-	if cap(hs) > 64 {
-		hs = nil
-	}
-	*e = Event{Body: body, Data: data, Headers: hs}
-	pool.Put(e)
-}
-
 // Sink receives session events.
 type Sink interface {
-	// Record takes ownership of e (a sink done with it may Release it). It returns false when the event was
+	// Record takes ownership of e. It returns false when the event was
 	// shed (the recorder is full or closed); it never blocks for longer
 	// than the recorder's enqueue timeout.
 	Record(e *Event) bool
@@ -152,10 +119,7 @@ var Discard Sink = discard{}
 
 type discard struct{}
 
-func (discard) Record(e *Event) bool {
-	e.Release()
-	return true
-}
+func (discard) Record(*Event) bool { return true }
 
 // Replayer reads back recorded SSE events for resume (sse.replay: gateway).
 type Replayer interface {

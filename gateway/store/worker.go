@@ -251,14 +251,10 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 
 // Record queues e for writing. It waits at most the enqueue timeout for
 // room and returns false when the event was shed (queue full, worker
-// closed, or an event without a usable session id). The worker releases e
-// (event.Event.Release) once written, shed or exhausted.
+// closed, or an event without a usable session id).
 func (w *Worker) Record(e *event.Event) bool {
 	if e == nil || e.Session == "" || len(e.Session) > MaxSessionIDLen {
 		w.m.shed.WithLabelValues("invalid").Inc()
-		if e != nil {
-			e.Release()
-		}
 		return false
 	}
 	e.Seq = 0
@@ -269,7 +265,6 @@ func (w *Worker) Record(e *event.Event) bool {
 	defer w.closeMu.RUnlock()
 	if w.closed {
 		w.m.shed.WithLabelValues("closed").Inc()
-		e.Release()
 		return false
 	}
 	select {
@@ -287,7 +282,6 @@ func (w *Worker) Record(e *event.Event) bool {
 		return true
 	case <-t.C:
 		w.m.shed.WithLabelValues("full").Inc()
-		e.Release()
 		return false
 	}
 }
@@ -524,7 +518,6 @@ func (w *Worker) flush(final bool) {
 				if e.Seq != 0 {
 					w.store.release([]*event.Event{e})
 				}
-				e.Release()
 				dups++
 				continue
 			}
@@ -619,9 +612,6 @@ func (w *Worker) finish(p *pendingBatch) {
 		if w.opts.OnCommit != nil {
 			w.opts.OnCommit(p.evs)
 		}
-		for _, e := range p.evs {
-			e.Release()
-		}
 	} else {
 		if p.applied {
 			for _, it := range p.items {
@@ -665,9 +655,6 @@ func (w *Worker) failed(items []item, final bool, err error) {
 	}
 	w.log.Error("session events lost: commit attempts exhausted",
 		"events", len(exhausted), "first", sample, "max_attempts", w.opts.MaxAttempts, "at_shutdown", final, "err", err)
-	for _, e := range exhausted {
-		e.Release()
-	}
 }
 
 // backoff is the wait before attempt n+1: base doubling per attempt, capped.
