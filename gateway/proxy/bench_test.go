@@ -66,7 +66,9 @@ func startBareProxy(b testing.TB, target string) string {
 	return ln.Addr().String()
 }
 
-func benchGet(b *testing.B, addr string, size int) {
+func benchGet(b *testing.B, addr string, size int) { benchGetPath(b, addr, "/bench", size) }
+
+func benchGetPath(b *testing.B, addr, path string, size int) {
 	hc := &fasthttp.HostClient{Addr: addr, MaxConns: 64}
 	b.ReportAllocs()
 	b.SetParallelism(32) // × GOMAXPROCS client goroutines
@@ -75,7 +77,10 @@ func benchGet(b *testing.B, addr string, size int) {
 	b.RunParallel(func(pb *testing.PB) {
 		req := fasthttp.AcquireRequest()
 		resp := fasthttp.AcquireResponse()
-		req.SetRequestURI("http://" + addr + "/bench")
+		// The client keeps its body buffer: only the proxy's use of
+		// fasthttp's shared body pool shows in B/op.
+		resp.KeepBodyBuffer = true
+		req.SetRequestURI("http://" + addr + path)
 		for pb.Next() {
 			if err := hc.DoTimeout(req, resp, 15*time.Second); err != nil {
 				b.Error(err)
@@ -118,6 +123,87 @@ func BenchmarkProxy(b *testing.B) {
 		b.Run(name+"/bare-fasthttp-proxy", func(b *testing.B) { benchGet(b, bare, size) })
 		b.Run(name+"/gateway", func(b *testing.B) { benchGet(b, g.addr, size) })
 	}
+}
+
+// BenchmarkProxyAfterSizeChange sends 16 KiB responses through a proxy
+// that has just served 50,000 responses of 100 bytes, as a mixed workload
+// does. fasthttp's shared body pool then drops buffers larger than what it
+// saw most, so a proxy that cycles response bodies through it allocates a
+// buffer per request (B/op ~16 KiB) until the pool recalibrates.
+func BenchmarkProxyAfterSizeChange(b *testing.B) {
+	up := startSizedUpstream(b)
+	bare := startBareProxy(b, up)
+	cfg := testConfig(b, []string{up}, func(c *config.Config) {
+		c.Upstreams[0].MaxConnsPerTarget = 512
+		c.Upstreams[0].ConnWaitTimeout = config.Duration(2 * time.Second)
+		c.Upstreams[0].ResponseHeaderTimeout = config.Duration(10 * time.Second)
+	})
+	g := startGateway(b, cfg, nil, nil)
+	for _, target := range []struct{ name, addr string }{{"bare-fasthttp-proxy", bare}, {"gateway", g.addr}} {
+		b.Run(target.name, func(b *testing.B) {
+			sendN(b, target.addr, "/100", 100, 50000)
+			benchGetPath(b, target.addr, "/16384", 16<<10)
+		})
+	}
+}
+
+// startSizedUpstream serves GET /N with an N-byte body.
+func startSizedUpstream(b testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bodies := map[string][]byte{}
+	for _, n := range []int{100, 16 << 10} {
+		bodies["/"+strconv.Itoa(n)] = bytes.Repeat([]byte("x"), n)
+	}
+	srv := &fasthttp.Server{CloseOnShutdown: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/plain")
+		ctx.SetBody(bodies[string(ctx.Path())])
+	}}
+	go srv.Serve(ln)
+	b.Cleanup(func() { shutdown(srv); ln.Close() })
+	return ln.Addr().String()
+}
+
+// sendN sends n GET requests for path over 64 connections and checks each
+// body is size bytes long.
+func sendN(b *testing.B, addr, path string, size, n int) {
+	hc := &fasthttp.HostClient{Addr: addr, MaxConns: 64}
+	defer hc.CloseIdleConnections()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	left := n
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := fasthttp.AcquireRequest()
+			resp := fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			resp.KeepBodyBuffer = true
+			req.SetRequestURI("http://" + addr + path)
+			for {
+				mu.Lock()
+				if left == 0 {
+					mu.Unlock()
+					return
+				}
+				left--
+				mu.Unlock()
+				if err := hc.DoTimeout(req, resp, 15*time.Second); err != nil {
+					b.Error(err)
+					return
+				}
+				if len(resp.Body()) != size {
+					b.Errorf("%d bytes, want %d", len(resp.Body()), size)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // BenchmarkProxySSE relays b.N events over 100 concurrent streams, direct
