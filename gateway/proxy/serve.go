@@ -373,11 +373,11 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 // request carrying both Content-Length and Transfer-Encoding (fasthttp lets
 // Transfer-Encoding win; nginx and Envoy answer 400 to avoid smuggling), or
 // a Transfer-Encoding other than chunked (fasthttp drops "identity"
-// silently). Only requests whose raw header block names
-// Transfer-Encoding at all are scanned.
+// silently). Only requests whose raw header block has a Transfer-Encoding
+// field line are scanned further.
 func badFraming(h *fasthttp.RequestHeader) string {
 	raw := h.RawHeaders()
-	if !containsFoldASCII(raw, "transfer-encoding") {
+	if !hasFieldLine(raw, "transfer-encoding") {
 		return ""
 	}
 	te, cl := false, false
@@ -409,19 +409,23 @@ func badFraming(h *fasthttp.RequestHeader) string {
 	return ""
 }
 
-// containsFoldASCII reports whether b contains the lower-case ASCII word s,
-// ignoring case.
-func containsFoldASCII(b []byte, s string) bool {
-	for i := 0; i+len(s) <= len(b); i++ {
-		c := b[i] | 0x20
-		if c != s[0] {
-			continue
-		}
-		if equalFoldASCII(b[i:i+len(s)], s) {
+// hasFieldLine reports whether a line of the raw header block raw is a
+// field named name (lower-case ASCII), in any case. It looks at the start
+// of each line only (a memchr per line), so the common request, without the
+// field, costs a few nanoseconds per line instead of a byte-by-byte search
+// of the whole block.
+func hasFieldLine(raw []byte, name string) bool {
+	for {
+		if len(raw) > len(name) && raw[len(name)] == ':' && raw[0]|0x20 == name[0] &&
+			equalFoldASCII(raw[:len(name)], name) {
 			return true
 		}
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			return false
+		}
+		raw = raw[i+1:]
 	}
-	return false
 }
 
 // wantsStream says whether a request should take the stream pool: its
