@@ -97,6 +97,8 @@ type route struct {
 	up     *upstream.Upstream
 	chain  chain.Chain
 	m      *routeMetrics
+	// sessionHeader is cfg.Session.Header in fasthttp's canonical form.
+	sessionHeader []byte
 }
 
 // New builds a Proxy.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/wasmgate/wasmgate/gateway/chain"
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/upstream"
@@ -73,6 +75,7 @@ func (p *Proxy) buildRoutes(routes []config.Route, chains map[string]chain.Chain
 		t.routes = append(t.routes, &route{
 			cfg: rc, name: rc.Name, host: host, prefix: rc.Match.PathPrefix,
 			up: up, chain: ch, m: p.m.route(rc.Name),
+			sessionHeader: fasthttp.AppendNormalizedHeaderKey(nil, rc.Session.Header),
 		})
 	}
 	sort.SliceStable(t.routes, func(i, j int) bool {

@@ -225,7 +225,7 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 	}
 	if x.session != "" {
 		x.recordResponse(&ctx.Response.Header)
-		if req.Header.IsDelete() && len(sessionKey(ctx, rt.cfg.Session)) > 0 {
+		if req.Header.IsDelete() && len(sessionKey(ctx, rt)) > 0 {
 			p.sessions.End(x.session, ReasonDeleted)
 		}
 	}

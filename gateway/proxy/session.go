@@ -8,7 +8,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/event"
 )
 
@@ -33,10 +32,12 @@ type Session interface {
 }
 
 // sessionKey reads the session id the route's config names.
-func sessionKey(ctx *fasthttp.RequestCtx, k config.SessionKey) []byte {
-	switch {
+func sessionKey(ctx *fasthttp.RequestCtx, rt *route) []byte {
+	switch k := rt.cfg.Session; {
 	case k.Header != "":
-		return ctx.Request.Header.Peek(k.Header)
+		// The name was put in fasthttp's canonical form once, for the
+		// route: Peek would copy and normalize it on every request.
+		return ctx.Request.Header.PeekCanonical(rt.sessionHeader)
 	case k.Cookie != "":
 		return ctx.Request.Header.Cookie(k.Cookie)
 	case k.Query != "":
@@ -65,7 +66,7 @@ func (x *exchange) beginSession(ctx *fasthttp.RequestCtx) bool {
 	if x.p.sessions == nil {
 		return true
 	}
-	key := sessionKey(ctx, x.rt.cfg.Session)
+	key := sessionKey(ctx, x.rt)
 	if len(key) == 0 {
 		return true
 	}
@@ -89,7 +90,7 @@ func (x *exchange) sessionFromResponse(h *fasthttp.ResponseHeader) {
 	if x.p.sessions == nil || x.session != "" || x.rt.cfg.Session.Header == "" {
 		return
 	}
-	key := h.Peek(x.rt.cfg.Session.Header)
+	key := h.PeekCanonical(x.rt.sessionHeader)
 	if !validSessionID(key) {
 		return
 	}

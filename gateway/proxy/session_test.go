@@ -196,6 +196,47 @@ func TestSessionKeyFromCookieAndQuery(t *testing.T) {
 	_ = time.Second
 }
 
+// TestSessionHeaderNameAnyCase checks that a session header configured in
+// lower case finds the id whatever case the client or the upstream writes
+// it in (the name is put in canonical form once per route).
+func TestSessionHeaderNameAnyCase(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/init" {
+			w.Header()["X-MY-SESSION"] = []string{"from-upstream"}
+		}
+		io.WriteString(w, "ok")
+	}))
+	cfg := testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Routes[0].Session = config.SessionKey{Header: "x-my-session"}
+	})
+	sink := &memSink{}
+	table := session.NewTable(cfg.Sessions, cfg.SSE, sink, testLogger(), prometheus.NewRegistry())
+	defer table.Close()
+	g := startGateway(t, cfg, tableSessions{table}, sink)
+	resp := rawRequest(t, g.addr, "GET /a HTTP/1.1\r\nHost: x\r\nx-MY-session: from-client\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != 200 {
+		t.Fatalf("got %q", resp)
+	}
+	resp = rawRequest(t, g.addr, "GET /init HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != 200 {
+		t.Fatalf("got %q", resp)
+	}
+	for _, id := range []string{"from-client", "from-upstream"} {
+		if _, ok := table.Get(id); !ok {
+			t.Errorf("session %s not started", id)
+		}
+	}
+	// DELETE with the key ends the session.
+	resp = rawRequest(t, g.addr, "DELETE /a HTTP/1.1\r\nHost: x\r\nX-My-Session: from-client\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != 200 {
+		t.Fatalf("got %q", resp)
+	}
+	if _, ok := table.Get("from-client"); ok {
+		t.Errorf("session from-client still open after DELETE")
+	}
+}
+
 // TestRecordedHeaders checks what the request and response events hold:
 // every field with its exact value, redacted ones (matched in any case,
 // long names included) as "[redacted]", the path with its query, and a
