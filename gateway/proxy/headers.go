@@ -227,7 +227,7 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 			b = append(append(b, prior...), commaSpace...)
 		}
 	}
-	b = appendClientIP(b, ctx.RemoteAddr())
+	b = x.p.clientIPs.appendIP(b, x.connID, ctx)
 	out.SetCanonical(hdrXForwardedFor, b)
 
 	if ctx.IsTLS() {

@@ -68,6 +68,7 @@ type Proxy struct {
 	maxHeaders     int
 	writeTimeout   time.Duration
 	writeDeadlines *writeDeadlines
+	clientIPs      *clientIPs
 	bodyTimeout    time.Duration
 
 	parsers   sync.Pool      // *pooledParser
@@ -127,6 +128,7 @@ func New(opts Options) (*Proxy, error) {
 		maxHeaders:     cfg.Limits.MaxHeaders,
 		writeTimeout:   cfg.Limits.WriteTimeout.D(),
 		writeDeadlines: newWriteDeadlines(),
+		clientIPs:      new(clientIPs),
 		bodyTimeout:    cfg.Limits.IdleTimeout.D(),
 		closing:        make(chan struct{}),
 		relays:         make(map[*relayState]struct{}),
