@@ -145,6 +145,13 @@ func (p *Pools) start(c config.Upstream) *Upstream {
 	return u
 }
 
+// upstreamHeaderBytes bounds an upstream response header block on the
+// ordinary pool; the stream pool's bound is firstReadBuffer.
+const (
+	upstreamHeaderBytes = 8 << 10
+	firstReadBuffer     = 4 << 10
+)
+
 func noRetry(*fasthttp.Request, int, error) (bool, bool) { return false, false }
 
 func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *fasthttp.HostClient {
@@ -157,11 +164,11 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 		return &deadlineConn{Conn: conn, idle: idle, baseIdle: idle, firstByte: idle}
 	}
 	// The read buffer also caps an upstream response header block. Stream
-	// connections are held for long, so they get the smaller default.
-	readBuf := 8 << 10
-	if stream {
-		readBuf = 4 << 10
-	}
+	// connections are held for long, so they get the smaller default. The
+	// ordinary pool starts with it too and grows a reader to
+	// upstreamHeaderBytes for a larger block (see readHeader): a small first
+	// read leaves less of a body in the buffer to be copied out again.
+	readBuf := firstReadBuffer
 	hc := &fasthttp.HostClient{
 		Addr:                          addr,
 		IsTLS:                         c.TLS,

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -219,7 +220,7 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 
 	br := hc.AcquireReader(conn)
 	for {
-		if err = resp.Header.Read(br); err != nil {
+		if br, err = readHeader(hc, br, conn, &resp.Header, !long); err != nil {
 			hc.ReleaseReader(br)
 			hc.CloseConn(cc)
 			if reused && isClosed(err) {
@@ -266,6 +267,23 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	l := leasePool.Get().(*Lease)
 	*l = Lease{t: t, hc: hc, cc: cc, conn: conn, br: br, reuse: !closeConn && cl != -2, long: long}
 	return l, nil
+}
+
+// readHeader reads a response header block from br. On the ordinary pool
+// (grow) a block larger than br's buffer is read again through a reader of
+// upstreamHeaderBytes that first returns what br holds; br goes back to
+// hc's pool and the larger reader is returned in its place (it joins the
+// pool when released).
+func readHeader(hc *fasthttp.HostClient, br *bufio.Reader, conn net.Conn, h *fasthttp.ResponseHeader, grow bool) (*bufio.Reader, error) {
+	err := h.Read(br)
+	var small *fasthttp.ErrSmallBuffer
+	if err == nil || !grow || br.Size() >= upstreamHeaderBytes || !errors.As(err, &small) {
+		return br, err
+	}
+	held, _ := br.Peek(br.Buffered())
+	big := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(held)), conn), upstreamHeaderBytes)
+	hc.ReleaseReader(br)
+	return big, h.Read(big)
 }
 
 // isClosed reports an error meaning the peer closed the connection before
