@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestResponseHeaderSizes checks the ordinary pool's bound on an upstream
@@ -44,6 +47,24 @@ func TestResponseHeaderSizes(t *testing.T) {
 		if err != nil || code != 200 || len(body) != tc.body {
 			t.Errorf("%d-byte header, %d-byte body: %d, %d bytes, %v", tc.header, tc.body, code, len(body), err)
 		}
+	}
+	// Do (plugin callouts, health checks) reads through the HostClient:
+	// the same bound.
+	for _, tc := range []struct {
+		header int
+		ok     bool
+	}{{6 << 10, true}, {upstreamHeaderBytes + 1024, false}} {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		req.SetRequestURI(fmt.Sprintf("http://x/%d/10", tc.header))
+		err := p.Do("u", req, resp, 5*time.Second)
+		if got := len(resp.Header.Peek("X-Big")); tc.ok && (err != nil || got != tc.header) {
+			t.Errorf("Do, %d-byte header: %d bytes of it, %v", tc.header, got, err)
+		} else if !tc.ok && err == nil {
+			t.Errorf("Do, %d-byte header: no error", tc.header)
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
 	}
 	for _, tg := range u.Targets() {
 		if tg.inFlight.Load() != 0 {

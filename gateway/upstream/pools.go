@@ -163,12 +163,14 @@ func newHostClient(c config.Upstream, addr string, maxConns int, stream bool) *f
 		}
 		return &deadlineConn{Conn: conn, idle: idle, baseIdle: idle, firstByte: idle}
 	}
-	// The read buffer also caps an upstream response header block. Stream
-	// connections are held for long, so they get the smaller default. The
-	// ordinary pool starts with it too and grows a reader to
-	// upstreamHeaderBytes for a larger block (see readHeader): a small first
-	// read leaves less of a body in the buffer to be copied out again.
-	readBuf := firstReadBuffer
+	// The read buffer caps an upstream response header block for Do
+	// (callouts, health checks); Stream reads through its own readers with
+	// the same bounds (see readHeader). Stream connections are held for
+	// long, so they get the smaller default.
+	readBuf := upstreamHeaderBytes
+	if stream {
+		readBuf = firstReadBuffer
+	}
 	hc := &fasthttp.HostClient{
 		Addr:                          addr,
 		IsTLS:                         c.TLS,

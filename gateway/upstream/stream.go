@@ -79,7 +79,7 @@ func (l *Lease) DetachReader(dst []byte) []byte {
 		b, _ := l.br.Peek(n)
 		dst = append(dst, b...)
 	}
-	l.hc.ReleaseReader(l.br)
+	releaseReader(l.br)
 	l.br = nil
 	return dst
 }
@@ -105,7 +105,7 @@ func (l *Lease) Release(complete bool) {
 			dc.idle = dc.baseIdle
 		}
 		if l.br != nil {
-			l.hc.ReleaseReader(l.br)
+			releaseReader(l.br)
 		}
 		connOps.put(l.hc, l.cc, true)
 	} else {
@@ -218,10 +218,10 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 		return nil, err
 	}
 
-	br := hc.AcquireReader(conn)
+	br := acquireReader(conn)
 	for {
-		if br, err = readHeader(hc, br, conn, &resp.Header, !long); err != nil {
-			hc.ReleaseReader(br)
+		if br, err = readHeader(br, conn, &resp.Header, !long); err != nil {
+			releaseReader(br)
 			hc.CloseConn(cc)
 			if reused && isClosed(err) {
 				return nil, errStale
@@ -238,7 +238,7 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	if req.Header.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified ||
 		status == fasthttp.StatusSwitchingProtocols {
 		resp.SkipBody = true
-		hc.ReleaseReader(br)
+		releaseReader(br)
 		if closeConn || status == fasthttp.StatusSwitchingProtocols {
 			hc.CloseConn(cc)
 		} else {
@@ -250,7 +250,7 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	if cl >= 0 && cl <= BufferedBody {
 		resp.StreamBody = false
 		err = resp.ReadBody(br, 0)
-		hc.ReleaseReader(br)
+		releaseReader(br)
 		if err != nil {
 			hc.CloseConn(cc)
 			return nil, err
@@ -269,20 +269,52 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	return l, nil
 }
 
+// Connection readers for Stream. They are the package's own rather than
+// the HostClient's: Stream reads with a small buffer first (less of a body
+// lands in it to be copied out again), while the HostClient's buffer is the
+// whole header bound for Do (callouts, health checks). A reader grown for a
+// large header block goes to its own pool.
+var smallReaders, bigReaders sync.Pool
+
+func acquireReader(conn net.Conn) *bufio.Reader {
+	if br, _ := smallReaders.Get().(*bufio.Reader); br != nil {
+		br.Reset(conn)
+		return br
+	}
+	return bufio.NewReaderSize(conn, firstReadBuffer)
+}
+
+func releaseReader(br *bufio.Reader) {
+	br.Reset(nil)
+	if br.Size() == firstReadBuffer {
+		smallReaders.Put(br)
+	} else {
+		bigReaders.Put(br)
+	}
+}
+
 // readHeader reads a response header block from br. On the ordinary pool
 // (grow) a block larger than br's buffer is read again through a reader of
-// upstreamHeaderBytes that first returns what br holds; br goes back to
-// hc's pool and the larger reader is returned in its place (it joins the
-// pool when released).
-func readHeader(hc *fasthttp.HostClient, br *bufio.Reader, conn net.Conn, h *fasthttp.ResponseHeader, grow bool) (*bufio.Reader, error) {
+// upstreamHeaderBytes that first returns what br holds; br is released and
+// the larger reader is returned in its place.
+func readHeader(br *bufio.Reader, conn net.Conn, h *fasthttp.ResponseHeader, grow bool) (*bufio.Reader, error) {
 	err := h.Read(br)
 	var small *fasthttp.ErrSmallBuffer
 	if err == nil || !grow || br.Size() >= upstreamHeaderBytes || !errors.As(err, &small) {
 		return br, err
 	}
 	held, _ := br.Peek(br.Buffered())
-	big := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(held)), conn), upstreamHeaderBytes)
-	hc.ReleaseReader(br)
+	var r io.Reader = conn
+	if len(held) > 0 {
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(held)), conn)
+	}
+	releaseReader(br)
+	big, _ := bigReaders.Get().(*bufio.Reader)
+	if big == nil {
+		big = bufio.NewReaderSize(r, upstreamHeaderBytes)
+	} else {
+		big.Reset(r)
+	}
 	return big, h.Read(big)
 }
 
