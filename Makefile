@@ -51,7 +51,7 @@ test: toolchains
 	$(GO) test -count=1 -timeout 14m $(PKGS)
 
 # Gateway vs bare fasthttp proxy vs direct, and SSE streams, in one run
-# (scripts/bench.sh, ~3 minutes). GOBENCH=1 also runs every package's Go
+# (scripts/bench.sh, ~3 minutes; the HTTP part ~1m40s). GOBENCH=1 also runs every package's Go
 # micro-benchmarks.
 bench: build
 	$(GO) build -o $(BIN)/bareproxy ./internal/bench/bareproxy
