@@ -184,11 +184,9 @@ type pendingBatch struct {
 	keys  int
 	dups  int
 	final bool
-	// applied: in the memtable, waiting for (or failed at) the sync.
-	applied bool
-	start   time.Time
-	err     error
-	evs     []*event.Event
+	start time.Time
+	err   error
+	evs   []*event.Event
 }
 
 // item is an event in a batch with the attempts already made for it.
@@ -546,7 +544,6 @@ func (w *Worker) flush(final bool) {
 	// Applied: the sync is the syncer's to wait for. The batch stays
 	// with p until then.
 	p.b, w.scratch.batch = w.scratch.batch, nil
-	p.applied = true
 	for w.unsynced >= w.opts.SyncDepth {
 		w.settle(<-w.synced)
 	}
@@ -593,6 +590,7 @@ func (w *Worker) newPending() *pendingBatch {
 // attempts).
 func (w *Worker) finish(p *pendingBatch) {
 	w.m.commitLatency.Observe(time.Since(p.start).Seconds())
+	applied := p.b != nil // in the memtable; p.err is then its sync's
 	if p.b != nil {
 		p.b.Close()
 		p.b = nil
@@ -613,7 +611,7 @@ func (w *Worker) finish(p *pendingBatch) {
 			w.opts.OnCommit(p.evs)
 		}
 	} else {
-		if p.applied {
+		if applied {
 			for _, it := range p.items {
 				p.evs = append(p.evs, it.ev)
 			}
@@ -623,7 +621,7 @@ func (w *Worker) finish(p *pendingBatch) {
 	}
 	clear(p.items)
 	clear(p.evs)
-	p.items, p.evs, p.err, p.applied = p.items[:0], p.evs[:0], nil, false
+	p.items, p.evs, p.err = p.items[:0], p.evs[:0], nil
 	w.spare = append(w.spare, p)
 }
 

@@ -233,11 +233,20 @@ func TestWorkerRetryRecovers(t *testing.T) {
 	if ex := val(w.m.exhausted); ex != 0 {
 		t.Fatalf("%v exhausted after a transient failure", ex)
 	}
-	evs, _ := s.Events("s", 0, 0)
-	if len(evs) != 30 {
-		t.Fatalf("%d events, want 30", len(evs))
-	}
 	// Numbers were reserved at the first attempt and kept across retries.
+	checkNumbered(t, s, "s", 30)
+}
+
+// checkNumbered fails unless session holds n events numbered 1..n.
+func checkNumbered(t *testing.T, s *Store, session string, n int) {
+	t.Helper()
+	evs, err := s.Events(session, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != n {
+		t.Fatalf("%d events, want %d", len(evs), n)
+	}
 	for i, e := range evs {
 		if e.Seq != uint64(i+1) {
 			t.Fatalf("event %d seq %d", i, e.Seq)
@@ -405,15 +414,7 @@ func TestWorkerSyncFailureRetries(t *testing.T) {
 	if n := committed.Load(); n != 30 {
 		t.Fatalf("OnCommit saw %d events, want 30", n)
 	}
-	evs, _ := s.Events("s", 0, 0)
-	if len(evs) != 30 {
-		t.Fatalf("%d events, want 30", len(evs))
-	}
-	for i, e := range evs {
-		if e.Seq != uint64(i+1) {
-			t.Fatalf("event %d seq %d", i, e.Seq)
-		}
-	}
+	checkNumbered(t, s, "s", 30)
 	info, ok, err := s.Session("s")
 	if err != nil || !ok {
 		t.Fatalf("session: %v %v", ok, err)
