@@ -299,8 +299,7 @@ func releaseReader(br *bufio.Reader) {
 // the larger reader is returned in its place.
 func readHeader(br *bufio.Reader, conn net.Conn, h *fasthttp.ResponseHeader, grow bool) (*bufio.Reader, error) {
 	err := h.Read(br)
-	var small *fasthttp.ErrSmallBuffer
-	if err == nil || !grow || br.Size() >= upstreamHeaderBytes || !errors.As(err, &small) {
+	if err == nil || !grow || br.Size() >= upstreamHeaderBytes || !isSmallBuffer(err) {
 		return br, err
 	}
 	held, _ := br.Peek(br.Buffered())
@@ -316,6 +315,14 @@ func readHeader(br *bufio.Reader, conn net.Conn, h *fasthttp.ResponseHeader, gro
 		big.Reset(r)
 	}
 	return big, h.Read(big)
+}
+
+// isSmallBuffer reports a header block larger than the reader's buffer. It
+// is a function of its own so that the errors.As target escapes only when
+// a read failed, not on every successful header read.
+func isSmallBuffer(err error) bool {
+	var small *fasthttp.ErrSmallBuffer
+	return errors.As(err, &small)
 }
 
 // isClosed reports an error meaning the peer closed the connection before
