@@ -360,3 +360,72 @@ func TestRequestIDsUnique(t *testing.T) {
 		t.Fatalf("%d distinct ids for %d requests", len(seen), workers*each)
 	}
 }
+
+// TestForwardClientRequest covers what forwarding the client's own request
+// (its header edited in place, no copy) must keep as the copy did: the
+// request target byte for byte (not re-rendered from the parsed URI), small
+// and streamed bodies, and the client connection's keep-alive decision,
+// which the stripped Connection field no longer shows.
+func TestForwardClientRequest(t *testing.T) {
+	verifyNone(t)
+	var mu sync.Mutex
+	var seen []string
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s %s %s conn=%q", r.Method, r.RequestURI, body, r.Header.Get("Connection")))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	exchange := func(raw string) *http.Response {
+		t.Helper()
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("%q: %d %q", raw, resp.StatusCode, b)
+		}
+		return resp
+	}
+	// HTTP/1.0 with keep-alive: the connection must stay open although
+	// the Connection field is stripped before the upstream sees it.
+	if resp := exchange("GET /a//b/./c/../d?q=%2f&x HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"); resp.Close {
+		t.Fatal("HTTP/1.0 keep-alive connection closed")
+	}
+	exchange("POST /p%20q HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nsmall")
+	exchange("POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+	// Connection: close ends the client connection after the response;
+	// the upstream connection is not closed for it.
+	if resp := exchange("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !resp.Close {
+		t.Fatal("Connection: close not honoured")
+	}
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection still open after Connection: close (%v, %v)", n, err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		`GET /a//b/./c/../d?q=%2f&x  conn=""`,
+		`POST /p%20q small conn=""`,
+		`POST /chunked abcde conn=""`,
+		`GET /last  conn=""`,
+	}
+	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
+		t.Errorf("upstream saw\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -133,25 +133,45 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 
+	if rt.chain.Len() == 0 && cl <= inlineBody && cl != -1 && !req.IsBodyStream() {
+		// The client's request goes upstream itself, its header edited in
+		// place: nothing after this reads the client's own forwarding or
+		// hop-by-hop fields, and fasthttp took the connection's keep-alive
+		// decision from the header before calling the handler. This saves
+		// a copy of the whole header block, a pooled request and its reset
+		// per request. A plugin chain gets a copy it may rewrite freely,
+		// and a streamed body is wrapped to enforce its limit.
+		return x.forward(ctx, req, cl)
+	}
 	// Released here, not deferred: with this many returns the defer
 	// would not be open-coded and cost a runtime call per request.
 	out := fasthttp.AcquireRequest()
+	req.Header.CopyTo(&out.Header)
 	streams := x.forward(ctx, out, cl)
 	fasthttp.ReleaseRequest(out)
 	return streams
 }
 
-// forward sends the request to the route's upstream as out (rewritten from
-// the client's) and starts the response; it returns what serve returns.
+// forward sends the request to the route's upstream as out (the client's
+// request, or a copy of its header) and starts the response; it returns what
+// serve returns.
 func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl int) bool {
 	p, rt, req := x.p, x.rt, &ctx.Request
-	req.Header.CopyTo(&out.Header)
+	x.long = wantsStream(&req.Header)
 	x.prepareRequest(ctx, &out.Header)
+	if out == req {
+		// Write the request line and Host from the header as edited, as
+		// for a copy, not from the URI fasthttp parsed (which Write would
+		// otherwise re-render, normalizing the path).
+		out.SetRequestURIBytes(out.Header.RequestURI())
+	}
 	if !x.beginSession(ctx) {
 		return false
 	}
 
 	switch {
+	case out == req:
+		// An inline body (or none) is already in req.
 	case cl == 0 || cl == -2:
 	case cl > 0 && cl <= inlineBody:
 		out.SetBodyRaw(req.Body())
@@ -190,7 +210,6 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		resp.KeepBodyBuffer = true
 		x.resp = resp
 	}
-	x.long = wantsStream(&req.Header)
 	lease, err := rt.up.Stream(out, resp, x.long)
 	if err != nil {
 		if x.reqBody.exceeded {
