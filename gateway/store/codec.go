@@ -172,6 +172,21 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
+// view is bytes without the copy: the result aliases the value.
+func (d *decoder) view() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errTruncated
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
 func (d *decoder) str() string {
 	n := d.uvarint()
 	if d.err != nil {
@@ -295,7 +310,7 @@ type sessionMeta struct {
 	LastActivity int64 // unix nanos of the latest event
 	LastSeq      uint64
 	Events       uint64 // events committed
-	Bytes        uint64 // encoded size of its committed events (keys + values)
+	Bytes        uint64 // its committed events, each as its own key + v1 value (eventBytes)
 	Ended        bool
 	Route        string
 }
@@ -342,4 +357,66 @@ func decodeMeta(v []byte) (sessionMeta, error) {
 		return m, fmt.Errorf("session metadata: %w", d.err)
 	}
 	return m, nil
+}
+
+// encodingRun is the first byte of a value holding a run: consecutive
+// events of one session, written by one batch under the key of the first
+// (seq n, n+1, ...). After the byte come a uvarint count (≥ 2) and then
+// each event's v1 value, prefixed by its uvarint length. One key per
+// session per batch instead of one per event: a memtable insert costs more
+// than encoding the event, and most of it is the skiplist search, which a
+// run pays once.
+const encodingRun = 2
+
+// Bounds of a run, so that a reader never loads an outsized value to reach
+// one event. An event larger than maxRunBytes is written alone.
+const (
+	maxRunEvents = 64
+	maxRunBytes  = 32 << 10
+)
+
+// appendRun appends the run value of the v1 values encs[i] (len ≥ 2).
+func appendRun(dst []byte, encs [][]byte) []byte {
+	dst = append(dst, encodingRun)
+	dst = binary.AppendUvarint(dst, uint64(len(encs)))
+	for _, v := range encs {
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+// forEachEncoded calls fn with the v1 value of each event a stored value
+// holds, in seq order: v itself, or each member of a run. i is the
+// event's offset from the key's seq. It never panics on bad input and
+// returns fn's first error.
+func forEachEncoded(v []byte, fn func(i int, enc []byte) error) error {
+	if len(v) == 0 {
+		return errTruncated
+	}
+	if v[0] != encodingRun {
+		return fn(0, v)
+	}
+	d := decoder{b: v[1:]}
+	n := d.uvarint()
+	if d.err != nil {
+		return d.err
+	}
+	// Each member takes at least three bytes (length, version, type).
+	if n < 2 || n > uint64(len(d.b))/3 {
+		return fmt.Errorf("event run of %d events in %d bytes", n, len(d.b))
+	}
+	for i := 0; i < int(n); i++ {
+		enc := d.view()
+		if d.err != nil {
+			return d.err
+		}
+		if err := fn(i, enc); err != nil {
+			return err
+		}
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%d trailing bytes after event run", len(d.b))
+	}
+	return nil
 }

@@ -16,12 +16,13 @@ const MaxSessionIDLen = 1024
 const maxIndexPart = 1024
 
 const (
-	prefixEvent   = 'e'
-	prefixMeta    = 'm'
-	prefixStart   = 's'
-	prefixSSEID   = 'i'
-	keyVersion    = "v"
-	layoutVersion = "wasmgate-store/1"
+	prefixEvent    = 'e'
+	prefixMeta     = 'm'
+	prefixStart    = 's'
+	prefixSSEID    = 'i'
+	keyVersion     = "v"
+	layoutVersion  = "wasmgate-store/2" // 2: event runs (encodingRun)
+	layoutVersion1 = "wasmgate-store/1"
 )
 
 func appendSessionPrefix(dst []byte, prefix byte, session string) []byte {
@@ -33,6 +34,23 @@ func appendSessionPrefix(dst []byte, prefix byte, session string) []byte {
 func eventKey(dst []byte, session string, seq uint64) []byte {
 	dst = appendSessionPrefix(dst, prefixEvent, session)
 	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// eventBytes is the size an event of session with a v1 value of encLen
+// bytes counts for in its session's metadata: its own key and value. (An
+// event in a run shares the run's key, so the store holds a little less.)
+func eventBytes(session string, encLen int) uint64 {
+	return uint64(1 + 2 + len(session) + 8 + encLen)
+}
+
+// runFloor is the lowest key seq whose run can hold seq. A reader that
+// needs the events from seq on starts there and skips what it does not
+// need: a run usually starts at or below seq, and a batch retried after a
+// commit that did land (but reported failure) may have written the same
+// events again, grouped differently, so the last key below seq is not
+// enough.
+func runFloor(seq uint64) uint64 {
+	return seq - min(seq, maxRunEvents-1)
 }
 
 // parseEventKey returns the session and seq of an "e" key.

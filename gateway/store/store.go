@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -226,10 +228,18 @@ func (s *Store) checkVersion() error {
 		return err
 	}
 	defer closer.Close()
-	if string(v) != layoutVersion {
-		return fmt.Errorf("store layout %q, this build reads %q", v, layoutVersion)
+	switch string(v) {
+	case layoutVersion:
+		return nil
+	case layoutVersion1:
+		// Version 2 only adds run values: a v1 store reads as it is, and
+		// is marked 2 before this build writes a run into it.
+		if s.readOnly {
+			return nil
+		}
+		return s.db.Set([]byte(keyVersion), []byte(layoutVersion), pebble.Sync)
 	}
-	return nil
+	return fmt.Errorf("store layout %q, this build reads %q", v, layoutVersion)
 }
 
 // Close closes the store. Close the Worker writing to it first.
@@ -281,7 +291,7 @@ func (s *Store) recoverTail(session string, m *sessionMeta) (int, error) {
 		return 0, nil
 	}
 	prefix := appendSessionPrefix(nil, prefixEvent, session)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(nil, session, m.LastSeq+1), UpperBound: prefixEnd(prefix)})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(nil, session, runFloor(m.LastSeq+1)), UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return 0, fmt.Errorf("read session %q: %w", session, err)
 	}
@@ -296,20 +306,29 @@ func (s *Store) recoverTail(session string, m *sessionMeta) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("read session %q seq %d: %w", session, seq, err)
 		}
-		n++
-		m.LastSeq = max(m.LastSeq, seq)
-		m.Events++
-		m.Bytes += uint64(len(it.Key()) + len(v))
-		if typ, t, ok := eventHead(v); ok {
-			switch typ {
-			case event.SessionEnd:
-				m.Ended = true
-			case event.SessionStart:
-				m.Ended = false
+		err = forEachEncoded(v, func(i int, enc []byte) error {
+			if seq+uint64(i) <= m.LastSeq {
+				return nil // also written under an earlier key (a retried batch)
 			}
-			if t > m.LastActivity {
-				m.LastActivity = t
+			n++
+			m.LastSeq = seq + uint64(i)
+			m.Events++
+			m.Bytes += eventBytes(session, len(enc))
+			if typ, t, ok := eventHead(enc); ok {
+				switch typ {
+				case event.SessionEnd:
+					m.Ended = true
+				case event.SessionStart:
+					m.Ended = false
+				}
+				if t > m.LastActivity {
+					m.LastActivity = t
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("read session %q seq %d: %w", session, seq, err)
 		}
 	}
 	if err := it.Error(); err != nil {
@@ -359,6 +378,60 @@ type writeScratch struct {
 	// buf and ents hold the batch's records until setSorted.
 	buf  []byte
 	ents []kv
+	// enc holds the batch's encoded events, encs[i] locating evs[i]'s;
+	// order and run group them into runs (putRuns).
+	enc   []byte
+	encs  []span
+	order []int
+	run   [][]byte
+}
+
+// span locates an encoded event in writeScratch.enc.
+type span struct{ start, end int }
+
+// putRuns adds the batch's events to sc, one record per run of
+// consecutive sequence numbers of one session (at most maxRunEvents and
+// maxRunBytes; a lone event is a plain v1 value), and returns how many.
+func (sc *writeScratch) putRuns(evs []*event.Event) int {
+	sc.order = sc.order[:0]
+	for i := range evs {
+		sc.order = append(sc.order, i)
+	}
+	slices.SortFunc(sc.order, func(a, b int) int {
+		if c := strings.Compare(evs[a].Session, evs[b].Session); c != 0 {
+			return c
+		}
+		return cmp.Compare(evs[a].Seq, evs[b].Seq)
+	})
+	keys := 0
+	for i := 0; i < len(sc.order); {
+		first := evs[sc.order[i]]
+		sp := sc.encs[sc.order[i]]
+		size := sp.end - sp.start
+		j := i + 1
+		for ; j < len(sc.order) && j-i < maxRunEvents; j++ {
+			e, n := evs[sc.order[j]], sc.encs[sc.order[j]]
+			if e.Session != first.Session || e.Seq != first.Seq+uint64(j-i) || size+n.end-n.start > maxRunBytes {
+				break
+			}
+			size += n.end - n.start
+		}
+		sc.key = eventKey(sc.key[:0], first.Session, first.Seq)
+		if j-i == 1 {
+			sc.put(sc.key, sc.enc[sp.start:sp.end])
+		} else {
+			sc.run = sc.run[:0]
+			for _, k := range sc.order[i:j] {
+				sc.run = append(sc.run, sc.enc[sc.encs[k].start:sc.encs[k].end])
+			}
+			sc.val = appendRun(sc.val[:0], sc.run)
+			sc.put(sc.key, sc.val)
+			clear(sc.run)
+		}
+		keys++
+		i = j
+	}
+	return keys
 }
 
 // kv is a key and value in writeScratch.buf: key buf[k:v], value
@@ -451,6 +524,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 	b := sc.batch
 	b.Reset()
 	sc.buf, sc.ents = sc.buf[:0], sc.ents[:0]
+	sc.enc, sc.encs = sc.enc[:0], sc.encs[:0]
 	clear(sc.touched)
 	clear(sc.touches) // drop the session state pointers
 	sc.touches = sc.touches[:0]
@@ -474,13 +548,12 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			t.st.pending++
 		}
 		t.n++
-		sc.key = eventKey(sc.key[:0], e.Session, e.Seq)
-		sc.val = appendEvent(sc.val[:0], e)
-		sc.put(sc.key, sc.val)
-		keys++
+		start := len(sc.enc)
+		sc.enc = appendEvent(sc.enc, e)
+		sc.encs = append(sc.encs, span{start, len(sc.enc)})
 		m := &t.next
 		m.Events++
-		m.Bytes += uint64(len(sc.key) + len(sc.val))
+		m.Bytes += eventBytes(e.Session, len(sc.enc)-start)
 		tn := e.Time.UnixNano()
 		if m.Start == 0 || (!t.st.stored && tn < m.Start) {
 			m.Start = tn
@@ -507,6 +580,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			}
 		}
 	}
+	keys += sc.putRuns(evs)
 	// Records that lagged long enough, of sessions without events here.
 	due := s.dirtyHead
 	for ; due < len(s.dirtyQ); due++ {
@@ -580,16 +654,16 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 func (s *Store) unapply(evs []*event.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var key, val []byte
+	var val []byte
 	for _, e := range evs {
 		st, ok := s.sessions[e.Session]
 		if !ok {
 			continue // forgotten: reloaded from disk on its retry
 		}
-		key, val = eventKey(key[:0], e.Session, e.Seq), appendEvent(val[:0], e)
+		val = appendEvent(val[:0], e)
 		st.pending++
 		st.meta.Events--
-		st.meta.Bytes -= uint64(len(key) + len(val))
+		st.meta.Bytes -= eventBytes(e.Session, len(val))
 	}
 }
 
@@ -715,17 +789,16 @@ func (s *Store) Events(session string, after uint64, limit int) ([]*event.Event,
 // scan calls fn for each event of session with seq > after, in order, until
 // fn returns false or an error.
 func (s *Store) scan(ctx context.Context, session string, after uint64, fn func(*event.Event) (bool, error)) error {
-	prefix := appendSessionPrefix(nil, prefixEvent, session)
-	lower := eventKey(nil, session, after+1)
 	if after == ^uint64(0) {
 		return nil
 	}
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
+	prefix := appendSessionPrefix(nil, prefixEvent, session)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: eventKey(nil, session, runFloor(after+1)), UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return fmt.Errorf("read session %q: %w", session, err)
 	}
 	defer it.Close()
-	n := 0
+	last, n := after, 0
 	for ok := it.First(); ok; ok = it.Next() {
 		if n++; n%256 == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -734,17 +807,31 @@ func (s *Store) scan(ctx context.Context, session string, after uint64, fn func(
 		if err != nil || id != session {
 			return fmt.Errorf("read session %q: corrupt key %x", session, it.Key())
 		}
-		e := &event.Event{Session: id, Seq: seq}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("read session %q seq %d: %w", session, seq, err)
 		}
-		if err := decodeEvent(v, e); err != nil {
-			return fmt.Errorf("read session %q seq %d: %w", session, seq, err)
+		more, fnErr := true, error(nil)
+		err = forEachEncoded(v, func(i int, enc []byte) error {
+			es := seq + uint64(i)
+			if !more || es <= last {
+				return nil // before the page, or also under an earlier key (a retried batch)
+			}
+			e := &event.Event{Session: id, Seq: es}
+			if err := decodeEvent(enc, e); err != nil {
+				return fmt.Errorf("seq %d: %w", es, err)
+			}
+			last = es
+			if more, fnErr = fn(e); fnErr != nil {
+				more = false
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read session %q (key seq %d): %w", session, seq, err)
 		}
-		more, err := fn(e)
-		if err != nil || !more {
-			return err
+		if !more {
+			return fnErr
 		}
 	}
 	if err := it.Error(); err != nil {
