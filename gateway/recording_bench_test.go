@@ -105,6 +105,25 @@ log: {level: error}
 	if syncs > 0 {
 		b.ReportMetric(written/syncs, "events/sync")
 	}
+	// Pebble keys per event written: 1 without runs or coalescing, 0.5
+	// when each request shares a run with its response.
+	if written > 0 {
+		b.ReportMetric(2*(1-gaugeValue(b, gws[1], "wasmgate_store_coalesce_ratio")), "keys/event")
+	}
+}
+
+// gaugeValue reads a gauge from g's registry (0 if absent).
+func gaugeValue(b *testing.B, g *gateway.Gateway, name string) float64 {
+	mfs, err := g.Registry().Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 // counterValue reads a counter from g's registry (0 if absent).

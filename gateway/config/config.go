@@ -195,6 +195,7 @@ type Storage struct {
 	BatchSize      int      `yaml:"batch_size"`
 	SyncDepth      int      `yaml:"sync_depth"`
 	SyncInterval   Duration `yaml:"sync_interval"`
+	ExchangeWindow Duration `yaml:"exchange_window"`
 	FlushInterval  Duration `yaml:"flush_interval"`
 	Sync           bool     `yaml:"sync"`
 	MaxAttempts    int      `yaml:"max_attempts"`
@@ -321,6 +322,7 @@ func Default() *Config {
 			BatchSize:      50,
 			SyncDepth:      64,
 			SyncInterval:   Duration(10 * time.Millisecond),
+			ExchangeWindow: Duration(10 * time.Millisecond),
 			FlushInterval:  Duration(10 * time.Millisecond),
 			Sync:           true,
 			MaxAttempts:    5,

@@ -52,6 +52,7 @@ func TestParseErrors(t *testing.T) {
 		{"unset env", base + "admin: {token: \"${WASMGATE_TEST_SURELY_UNSET}\"}\n", "WASMGATE_TEST_SURELY_UNSET is not set"},
 		{"duplicate key", base + "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", "already defined"},
 		{"zero sync depth", base + "storage: {sync_depth: 0}\n", "storage.sync_depth"},
+		{"exchange window over 1s", base + "storage: {exchange_window: 2s}\n", "storage.exchange_window"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

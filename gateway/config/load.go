@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 )
@@ -238,6 +239,9 @@ func (c *Config) Validate() error {
 	}
 	if s.QueueSize < 1 || s.BatchSize < 1 || s.SyncDepth < 1 || s.MaxAttempts < 1 {
 		return errors.New("storage.queue_size, storage.batch_size, storage.sync_depth and storage.max_attempts must be at least 1")
+	}
+	if s.ExchangeWindow < 0 || s.ExchangeWindow > Duration(time.Second) {
+		return errors.New("storage.exchange_window must be between 0 (off) and 1s")
 	}
 	if c.Wasm.MaxCallsInFlight < 1 {
 		return errors.New("wasm.max_calls_in_flight must be at least 1")

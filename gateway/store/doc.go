@@ -35,7 +35,8 @@
 // length as a uint16, which keeps one session's keys contiguous whatever
 // bytes the id holds.
 //
-//	"e" len16 session seq64             → encoded event (see below)
+//	"e" len16 session seq64             → encoded event, or a run of the
+//	                                      events seq64, seq64+1, ... (below)
 //	"m" session                         → session metadata (start, last
 //	                                      activity, last seq, events, bytes)
 //	"s" startNanos64 session            → empty: sessions by start time, the
@@ -58,6 +59,18 @@
 // key. Zero fields take no space, so a typical SSE event is its data plus a
 // few dozen bytes. A decoder rejects an unknown version or field bit rather
 // than guess.
+//
+// A run (first byte 2) holds consecutive events of one session written by
+// one batch: a uvarint count, then each event's value as above, prefixed by
+// its uvarint length; at most 64 events and 32 KiB. The worker writes each
+// session's events in a batch as one run because the memtable insert, most
+// of it a skiplist search whose cache misses grow with the number of
+// sessions, is the largest CPU cost of a commit; see
+// WorkerOptions.ExchangeWindow for how a request and its response come to
+// share a batch. Readers start a run's length below the first number they
+// need and skip numbers they have passed, so a batch rewritten by a retry,
+// grouped differently, reads back once. Layout 2 added runs; a layout 1
+// store opens and is marked 2.
 //
 // # Retention
 //

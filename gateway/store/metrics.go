@@ -82,7 +82,7 @@ func newWorkerMetrics(reg prometheus.Registerer) (*workerMetrics, error) {
 	return m, nil
 }
 
-func (m *workerMetrics) registerGauges(reg prometheus.Registerer, depth, retryDepth func() float64) error {
+func (m *workerMetrics) registerGauges(reg prometheus.Registerer, depth, retryDepth, held func() float64) error {
 	for _, g := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wasmgate_store_queue_depth",
@@ -92,6 +92,10 @@ func (m *workerMetrics) registerGauges(reg prometheus.Registerer, depth, retryDe
 			Name: "wasmgate_store_retry_depth",
 			Help: "Session events waiting for another commit attempt (queue plus retries stay within storage.queue_size).",
 		}, retryDepth),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wasmgate_store_held_events",
+			Help: "Session events held by storage.exchange_window until their request's response is recorded (within storage.queue_size).",
+		}, held),
 	} {
 		if err := reg.Register(g); err != nil {
 			return fmt.Errorf("register store worker metrics: %w", err)

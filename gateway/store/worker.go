@@ -39,6 +39,12 @@ type WorkerOptions struct {
 	// SyncDepth bounds the batches applied but not yet synced (default 64;
 	// 1 commits one batch at a time). See Worker.
 	SyncDepth int
+	// ExchangeWindow is how long a session's events wait while one of its
+	// requests has no response yet (default 10ms; negative: no wait).
+	// The request and its response then go into one batch, which writes
+	// them as one run (one memtable insert instead of two). Events are
+	// written in the order recorded either way.
+	ExchangeWindow time.Duration
 	// Committer commits batches (nil: the store itself). A committer that
 	// is also an [AsyncCommitter] gets synced batches pipelined.
 	Committer BatchCommitter
@@ -56,6 +62,7 @@ func WorkerOptionsFrom(st config.Storage, ss config.Sessions) WorkerOptions {
 		QueueSize:      st.QueueSize,
 		BatchSize:      st.BatchSize,
 		SyncDepth:      st.SyncDepth,
+		ExchangeWindow: exchangeWindow(st.ExchangeWindow),
 		FlushInterval:  time.Duration(st.FlushInterval),
 		NoSync:         !st.Sync,
 		MaxAttempts:    st.MaxAttempts,
@@ -65,6 +72,15 @@ func WorkerOptionsFrom(st config.Storage, ss config.Sessions) WorkerOptions {
 		CaptureBytes:   int(ss.CaptureBodyBytes),
 		Redact:         ss.Redact,
 	}
+}
+
+// exchangeWindow maps storage.exchange_window, where 0 turns the window
+// off, to WorkerOptions.ExchangeWindow, where 0 is the default.
+func exchangeWindow(d config.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 func (o *WorkerOptions) setDefaults() {
@@ -83,6 +99,9 @@ func (o *WorkerOptions) setDefaults() {
 	def(&o.SyncDepth, 64)
 	def(&o.MaxAttempts, 5)
 	defd(&o.FlushInterval, 10*time.Millisecond)
+	if o.ExchangeWindow == 0 {
+		o.ExchangeWindow = 10 * time.Millisecond
+	}
 	defd(&o.RetryBase, 100*time.Millisecond)
 	defd(&o.RetryCap, 5*time.Second)
 	defd(&o.EnqueueTimeout, 5*time.Millisecond)
@@ -154,6 +173,7 @@ type Worker struct {
 	done    chan struct{}
 
 	retryDepth atomic.Int64 // mirrors retry.Len() for the gauge
+	heldDepth  atomic.Int64 // mirrors heldEvents for the gauge
 
 	// Owned by the worker goroutine.
 	retry   retryHeap
@@ -163,6 +183,21 @@ type Worker struct {
 	dedup     map[sseIdentity]struct{}
 	evs       []*event.Event
 	items     []item
+
+	// Exchange window (ExchangeWindow > 0): held maps a session with a
+	// request awaiting its response to its events so far; heldOrder
+	// lists them by when their wait began (so by deadline; entries already
+	// released are skipped). A released session's events move to ready,
+	// which batches take from before the queue. heldEvents and the ready
+	// events count against the queue size.
+	held       map[string]*heldSession
+	heldOrder  []*heldSession
+	heldHead   int
+	heldEvents int
+	heldFree   []*heldSession
+	ready      []item
+	readyHead  int
+	draining   bool // Close: writing what is left
 
 	// Pipelined commits (async != nil): the worker sends applied batches
 	// on syncing and receives them back on synced; unsynced counts those
@@ -187,6 +222,15 @@ type pendingBatch struct {
 	start time.Time
 	err   error
 	evs   []*event.Event
+}
+
+// heldSession is a session's events held by the exchange window.
+type heldSession struct {
+	session  string
+	since    time.Time
+	evs      []*event.Event
+	open     []string // request ids without a response yet
+	released bool
 }
 
 // item is an event in a batch with the attempts already made for it.
@@ -220,6 +264,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		dedup:   make(map[sseIdentity]struct{}),
+		held:    make(map[string]*heldSession),
 	}
 	if w.commit == nil {
 		w.commit = dbCommitter{s.db}
@@ -239,7 +284,8 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 	if opts.Registerer != nil {
 		if err := m.registerGauges(opts.Registerer,
 			func() float64 { return float64(len(w.queue)) },
-			func() float64 { return float64(w.retryDepth.Load()) }); err != nil {
+			func() float64 { return float64(w.retryDepth.Load()) },
+			func() float64 { return float64(w.heldDepth.Load()) }); err != nil {
 			return nil, err
 		}
 	}
@@ -320,15 +366,25 @@ func (w *Worker) run() {
 	flushTimer.Stop()
 	metaTimer := time.NewTimer(time.Hour)
 	metaTimer.Stop()
+	holdTimer := time.NewTimer(time.Hour)
+	holdTimer.Stop()
 	for {
 		w.items = w.items[:0]
-		w.takeDue(time.Now())
+		now := time.Now()
+		w.takeDue(now)
+		w.releaseDue(now)
+		w.fill()
 		if len(w.items) == 0 {
-			// Idle: wait for an event, a due retry or Close.
-			var retryC, metaC <-chan time.Time
+			// Idle: wait for an event, a due retry, the end of an exchange
+			// window or Close.
+			var retryC, metaC, holdC <-chan time.Time
 			if w.retry.Len() > 0 {
 				retryTimer.Reset(time.Until(w.retry[0].due))
 				retryC = retryTimer.C
+			}
+			if h := w.firstHeld(); h != nil {
+				holdTimer.Reset(time.Until(h.since.Add(w.opts.ExchangeWindow)))
+				holdC = holdTimer.C
 			}
 			if since, ok := w.store.hasDirty(); ok {
 				due := time.Unix(0, since).Add(metaInterval)
@@ -340,9 +396,11 @@ func (w *Worker) run() {
 			}
 			select {
 			case e := <-w.queueIfRoom():
-				w.items = append(w.items, item{ev: e})
+				w.admit(e)
 			case <-retryC:
 				w.takeDue(time.Now())
+			case <-holdC:
+				w.releaseDue(time.Now())
 			case <-metaC:
 				w.flushMeta(false)
 			case p := <-w.synced:
@@ -350,11 +408,13 @@ func (w *Worker) run() {
 			case <-w.closing:
 				retryTimer.Stop()
 				metaTimer.Stop()
+				holdTimer.Stop()
 				w.drain()
 				return
 			}
 			retryTimer.Stop()
 			metaTimer.Stop()
+			holdTimer.Stop()
 			if len(w.items) == 0 {
 				continue
 			}
@@ -384,6 +444,7 @@ func (w *Worker) run() {
 				}
 				flushTimer.Stop()
 			}
+			w.releaseDue(time.Now())
 			w.fill()
 		}
 		w.flush(false)
@@ -395,7 +456,10 @@ func (w *Worker) run() {
 // size, so a failing store turns into a full queue and sheds instead of
 // growing.
 func (w *Worker) room() bool {
-	return len(w.items)+w.unsyncedEvents+w.retry.Len() < w.opts.QueueSize
+	if w.draining {
+		return true // Close: no more events can come
+	}
+	return len(w.items)+w.unsyncedEvents+w.retry.Len()+w.heldEvents+len(w.ready)-w.readyHead < w.opts.QueueSize
 }
 
 func (w *Worker) queueIfRoom() <-chan *event.Event {
@@ -405,15 +469,109 @@ func (w *Worker) queueIfRoom() <-chan *event.Event {
 	return nil
 }
 
-// fill takes queued events without waiting until the batch is full.
+// fill takes released and queued events without waiting until the batch
+// is full.
 func (w *Worker) fill() {
-	for len(w.items) < w.opts.BatchSize && w.room() {
+	for len(w.items) < w.opts.BatchSize {
+		if w.readyHead < len(w.ready) {
+			w.items = append(w.items, w.ready[w.readyHead])
+			w.ready[w.readyHead] = item{}
+			if w.readyHead++; w.readyHead == len(w.ready) {
+				w.ready, w.readyHead = w.ready[:0], 0
+			}
+			continue
+		}
+		if !w.room() {
+			return
+		}
 		select {
 		case e := <-w.queue:
-			w.items = append(w.items, item{ev: e})
+			w.admit(e)
 		default:
 			return
 		}
+	}
+}
+
+// admit takes a new event into the batch, or holds it: a request starts
+// its session's exchange window, and while the window is open the
+// session's events wait with it, in order, until every request in it has
+// its response (or error) or the window ends.
+func (w *Worker) admit(e *event.Event) {
+	h := w.held[e.Session]
+	if h == nil {
+		if w.opts.ExchangeWindow <= 0 || e.Type != event.Request || e.RequestID == "" {
+			w.items = append(w.items, item{ev: e})
+			return
+		}
+		if n := len(w.heldFree); n > 0 {
+			h, w.heldFree = w.heldFree[n-1], w.heldFree[:n-1]
+		} else {
+			h = &heldSession{}
+		}
+		h.session, h.since, h.released = e.Session, time.Now(), false
+		w.held[e.Session] = h
+		w.heldOrder = append(w.heldOrder, h)
+	}
+	h.evs = append(h.evs, e)
+	w.heldEvents++
+	switch e.Type {
+	case event.Request:
+		if e.RequestID != "" {
+			h.open = append(h.open, e.RequestID)
+		}
+	case event.Response, event.Error:
+		for i, id := range h.open {
+			if id == e.RequestID {
+				h.open = append(h.open[:i], h.open[i+1:]...)
+				if len(h.open) == 0 {
+					w.release(h)
+				}
+				break
+			}
+		}
+	}
+	w.heldDepth.Store(int64(w.heldEvents))
+}
+
+// release ends h's window: its events go to ready, in order.
+func (w *Worker) release(h *heldSession) {
+	for _, e := range h.evs {
+		w.ready = append(w.ready, item{ev: e})
+	}
+	w.heldEvents -= len(h.evs)
+	w.heldDepth.Store(int64(w.heldEvents))
+	delete(w.held, h.session)
+	clear(h.evs)
+	clear(h.open)
+	h.evs, h.open, h.released = h.evs[:0], h.open[:0], true
+}
+
+// firstHeld is the held session whose window ends first (nil if none),
+// dropping released entries from the front of heldOrder.
+func (w *Worker) firstHeld() *heldSession {
+	for w.heldHead < len(w.heldOrder) {
+		h := w.heldOrder[w.heldHead]
+		if !h.released {
+			return h
+		}
+		w.heldOrder[w.heldHead] = nil
+		w.heldHead++
+		w.heldFree = append(w.heldFree, h)
+	}
+	w.heldOrder, w.heldHead = w.heldOrder[:0], 0
+	return nil
+}
+
+// releaseDue releases the sessions whose window has ended by now.
+func (w *Worker) releaseDue(now time.Time) {
+	for h := w.firstHeld(); h != nil && !now.Before(h.since.Add(w.opts.ExchangeWindow)); h = w.firstHeld() {
+		w.release(h)
+	}
+	if w.heldHead > 1024 && w.heldHead > len(w.heldOrder)/2 {
+		n := copy(w.heldOrder, w.heldOrder[w.heldHead:])
+		clear(w.heldOrder[n:])
+		w.heldOrder, w.heldHead = w.heldOrder[:n], 0
 	}
 }
 
@@ -429,17 +587,14 @@ func (w *Worker) takeDue(now time.Time) {
 // drain writes everything left at Close: the queue (no Record can add to
 // it any more), then each retry once more regardless of its due time.
 func (w *Worker) drain() {
+	for h := w.firstHeld(); h != nil; h = w.firstHeld() {
+		w.release(h)
+	}
+	w.opts.ExchangeWindow = -1 // hold nothing more
+	w.draining = true
 	for {
 		w.items = w.items[:0]
-		for len(w.items) < w.opts.BatchSize {
-			select {
-			case e := <-w.queue:
-				w.items = append(w.items, item{ev: e})
-				continue
-			default:
-			}
-			break
-		}
+		w.fill()
 		if len(w.items) == 0 {
 			break
 		}
