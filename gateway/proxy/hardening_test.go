@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmgate/wasmgate/gateway/config"
+	"github.com/wasmgate/wasmgate/gateway/proxy"
 )
 
 func TestHardeningRawTCP(t *testing.T) {
@@ -140,5 +142,109 @@ func TestMaxConnsPerIP(t *testing.T) {
 	resp := rawRequest(t, g.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 3*time.Second)
 	if statusOf(resp) != 429 {
 		t.Fatalf("third connection from one IP: %q", resp)
+	}
+}
+
+// TestClientReadLimits checks limits.read_header_timeout and
+// limits.idle_timeout on keep-alive connections, both on connections from
+// Proxy.Listener (clientConn arms them lazily) and from a plain listener
+// (the ConnState hook sets them as fasthttp would).
+func TestClientReadLimits(t *testing.T) {
+	for _, tc := range []struct {
+		wrap         bool
+		header, idle time.Duration
+	}{
+		{true, 300 * time.Millisecond, 600 * time.Millisecond},
+		{false, 300 * time.Millisecond, 600 * time.Millisecond},
+		// The first request's header deadline ends after the idle one
+		// would: the connection must still close when idle.
+		{true, 2500 * time.Millisecond, 200 * time.Millisecond},
+	} {
+		wrap, header, idle := tc.wrap, tc.header, tc.idle
+		name := fmt.Sprintf("%s/header=%v/idle=%v", map[bool]string{true: "listener", false: "plain"}[wrap], header, idle)
+		t.Run(name, func(t *testing.T) {
+			verifyNone(t)
+			up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+			cfg := testConfig(t, []string{up.addr}, func(c *config.Config) {
+				c.Limits.ReadHeaderTimeout = config.Duration(header)
+				c.Limits.IdleTimeout = config.Duration(idle)
+			})
+			g := startGatewayOn(t, proxy.Options{Config: cfg}, wrap)
+
+			// dial opens a connection and serves one whole request on it.
+			dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+				c, err := net.Dial("tcp", g.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				get(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				return c, br
+			}
+			// closedWithin waits for the server to close c and checks when.
+			closedWithin := func(t *testing.T, br *bufio.Reader, start time.Time, lo, hi time.Duration, trickle net.Conn) {
+				closed := make(chan time.Duration, 1)
+				go func() {
+					_, _ = io.Copy(io.Discard, br)
+					closed <- time.Since(start)
+				}()
+				tick := time.NewTicker(50 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case d := <-closed:
+						if d < lo || d > hi {
+							t.Fatalf("closed after %v, want %v to %v", d, lo, hi)
+						}
+						return
+					case <-tick.C:
+						if trickle != nil {
+							io.WriteString(trickle, "X")
+						}
+					}
+				}
+			}
+
+			t.Run("keep-alive slowloris", func(t *testing.T) {
+				c, br := dial(t)
+				start := time.Now()
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+				closedWithin(t, br, start, header, header+2*time.Second, c)
+			})
+			t.Run("idle", func(t *testing.T) {
+				_, br := dial(t)
+				closedWithin(t, br, time.Now(), idle, idle+idle/4+time.Second, nil)
+			})
+			t.Run("busy outlives idle", func(t *testing.T) {
+				c, br := dial(t)
+				for end := time.Now().Add(2 * idle); time.Now().Before(end); {
+					time.Sleep(idle / 5)
+					// A header block in two reads arms the header deadline;
+					// the connection goes back to the idle one after.
+					io.WriteString(c, "GET / HTTP/1.1\r\n")
+					time.Sleep(20 * time.Millisecond)
+					get(t, c, br, "Host: x\r\n\r\n")
+				}
+				closedWithin(t, br, time.Now(), idle, idle+idle/4+time.Second, nil)
+			})
+		})
+	}
+}
+
+// get sends raw on c and checks the response is a 200 "ok".
+func get(t *testing.T, c net.Conn, br *bufio.Reader, raw string) {
+	t.Helper()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("status %d %q", resp.StatusCode, b)
 	}
 }
