@@ -31,8 +31,38 @@ const (
 	fPlugin
 	fDecision
 	fMessage
+	// fCodedHeaders replaces fHeaders (which the decoder still reads):
+	// a name from headerNames is written as its index, and a value equal
+	// to the event's RequestID (X-Request-Id) as a back reference. A
+	// recorded exchange is mostly header names; this third off its size
+	// cuts what the log, the memtable and every flush carry.
+	fCodedHeaders
 	fAll = 1<<iota - 1
 )
+
+// headerNames are the header names fCodedHeaders writes as an index
+// (1-based; 0 is a literal name), as fasthttp spells them. The index is
+// stored: append new names, never reorder or remove.
+var headerNames = [...]string{
+	"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language",
+	"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding", "Connection",
+	"Cache-Control", "Date", "Server", "Via", "X-Forwarded-For",
+	"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "Mcp-Session-Id", "Mcp-Protocol-Version",
+	"Last-Event-Id", "Authorization", "Cookie", "Set-Cookie", "X-Api-Key",
+	"Origin", "Referer", "Etag", "Last-Modified", "Vary",
+	"Location", "Keep-Alive", "Upgrade", "Pragma", "Expires",
+	"Traceparent", "Tracestate", "If-None-Match", "If-Modified-Since", "Access-Control-Allow-Origin",
+	"Strict-Transport-Security", "X-Content-Type-Options", "Te", "Trailer", "Forwarded",
+}
+
+// headerIndex is headerNames' inverse.
+var headerIndex = func() map[string]uint64 {
+	m := make(map[string]uint64, len(headerNames))
+	for i, n := range headerNames {
+		m[n] = uint64(i + 1)
+	}
+	return m
+}()
 
 var errTruncated = errors.New("truncated event value")
 
@@ -49,7 +79,7 @@ func appendEvent(dst []byte, e *event.Event) []byte {
 	set(fRequestID, e.RequestID != "")
 	set(fMethod, e.Method != "")
 	set(fPath, e.Path != "")
-	set(fHeaders, len(e.Headers) > 0)
+	set(fCodedHeaders, len(e.Headers) > 0)
 	set(fBody, len(e.Body) > 0)
 	set(fBodyBytes, e.BodyBytes != 0)
 	set(fStatus, e.Status != 0)
@@ -83,13 +113,7 @@ func appendEvent(dst []byte, e *event.Event) []byte {
 	if mask&fPath != 0 {
 		str(e.Path)
 	}
-	if mask&fHeaders != 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(e.Headers)))
-		for _, h := range e.Headers {
-			str(h.Name)
-			str(h.Value)
-		}
-	}
+	// (fHeaders is only read.)
 	if mask&fBody != 0 {
 		byts(e.Body)
 	}
@@ -122,6 +146,26 @@ func appendEvent(dst []byte, e *event.Event) []byte {
 	}
 	if mask&fMessage != 0 {
 		str(e.Message)
+	}
+	if mask&fCodedHeaders != 0 {
+		// Each name is a uvarint: its headerNames index, or 0 and the
+		// name. Each value is a uvarint: 0 for the RequestID, else its
+		// length + 1 and the bytes.
+		dst = binary.AppendUvarint(dst, uint64(len(e.Headers)))
+		for _, h := range e.Headers {
+			if i, ok := headerIndex[h.Name]; ok {
+				dst = binary.AppendUvarint(dst, i)
+			} else {
+				dst = append(dst, 0)
+				str(h.Name)
+			}
+			if h.Value == e.RequestID && h.Value != "" {
+				dst = append(dst, 0)
+			} else {
+				dst = binary.AppendUvarint(dst, uint64(len(h.Value))+1)
+				dst = append(dst, h.Value...)
+			}
+		}
 	}
 	return dst
 }
@@ -294,6 +338,39 @@ func decodeEvent(v []byte, e *event.Event) error {
 	}
 	if mask&fMessage != 0 {
 		e.Message = d.str()
+	}
+	if mask&fCodedHeaders != 0 {
+		n := d.uvarint()
+		// Each header takes at least two bytes (see fHeaders).
+		if n > uint64(len(d.b))/2 {
+			if d.err == nil {
+				d.err = errTruncated
+			}
+			return d.err
+		}
+		e.Headers = make([]event.Header, 0, n)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			var h event.Header
+			switch k := d.uvarint(); {
+			case k == 0:
+				h.Name = d.str()
+			case k <= uint64(len(headerNames)):
+				h.Name = headerNames[k-1]
+			default:
+				d.err = fmt.Errorf("header name index %d unknown", k)
+			}
+			switch v := d.uvarint(); {
+			case d.err != nil:
+			case v == 0:
+				h.Value = e.RequestID
+			case v-1 > uint64(len(d.b)):
+				d.err = errTruncated
+			default:
+				h.Value = string(d.b[:v-1])
+				d.b = d.b[v-1:]
+			}
+			e.Headers = append(e.Headers, h)
+		}
 	}
 	if d.err != nil {
 		return d.err

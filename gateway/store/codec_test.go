@@ -15,6 +15,9 @@ func sampleEvents() []event.Event {
 		{Type: event.Request, Time: t0, Route: "mcp", RequestID: "r1", Method: "POST", Path: "/mcp?x=1",
 			Headers: []event.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "Authorization", Value: "[redacted]"}},
 			Body:    []byte(`{"jsonrpc":"2.0"}`), BodyBytes: 17},
+		{Type: event.Request, Time: t0, RequestID: "0c27", Method: "GET", Path: "/", Headers: []event.Header{
+			{Name: "X-Request-Id", Value: "0c27"}, {Name: "X-Custom", Value: ""}, {Name: "host", Value: "0c27"},
+			{Name: "Forwarded", Value: "for=1.2.3.4"}, {Name: "", Value: "x"}}},
 		{Type: event.Response, Time: t0, Method: "POST", Path: "/mcp", Status: 200, Latency: 1500 * time.Microsecond, BodyBytes: 1 << 40},
 		{Type: event.SSE, Time: t0, Stream: "mcp /mcp", EventID: "42", EventName: "message", Data: []byte("a\nb"), BodyBytes: 3},
 		{Type: event.Plugin, Time: t0, Plugin: "auth", Decision: "local_response", Message: "no token", Status: 401},
@@ -49,8 +52,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"version", append([]byte{2}, good[1:]...)},
 		{"truncated", good[:len(good)-3]},
 		{"trailing", append(append([]byte(nil), good...), 0)},
-		{"unknown bit", []byte{1, 2, 0, 0x80, 0x80, 0x04}},
+		{"unknown bit", []byte{1, 2, 0, 0x80, 0x80, 0x08}},
 		{"huge header count", []byte{1, 2, 0, fHeaders, 0xff, 0xff, 0xff, 0x0f}},
+		{"huge coded header count", []byte{1, 2, 0, 0x80, 0x80, 0x04, 0xff, 0xff, 0xff, 0x0f}},
+		{"unknown header index", []byte{1, 2, 0, 0x80, 0x80, 0x04, 1, 0x7f, 1}},
+		{"header value past the end", []byte{1, 2, 0, 0x80, 0x80, 0x04, 1, 1, 9, 'a'}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e event.Event
@@ -58,6 +64,33 @@ func TestDecodeRejects(t *testing.T) {
 				t.Fatalf("decode %x: no error", tc.v)
 			}
 		})
+	}
+}
+
+// TestCodedHeadersSmaller: table names and the request id back reference
+// take a byte each.
+func TestCodedHeadersSmaller(t *testing.T) {
+	e := event.Event{Type: event.Request, RequestID: "0c273970e5fa6e210000000000000001", Headers: []event.Header{
+		{Name: "X-Request-Id", Value: "0c273970e5fa6e210000000000000001"}, {Name: "Mcp-Session-Id", Value: "s"}}}
+	base := len(appendEvent(nil, &event.Event{Type: event.Request, RequestID: e.RequestID}))
+	// count, 2 indexes, 2 value codes, 1 value byte, and 2 more mask
+	// bytes for bit 16
+	if n := len(appendEvent(nil, &e)) - base; n != 1+2+2+1+2 {
+		t.Fatalf("two headers take %d bytes, want 8", n)
+	}
+}
+
+// TestDecodeLegacyHeaders: values written with fHeaders (names and values
+// as strings) still decode.
+func TestDecodeLegacyHeaders(t *testing.T) {
+	v := []byte{encodingV1, byte(event.Request), 0, fHeaders, 2, 4, 'H', 'o', 's', 't', 1, 'a', 1, 'X', 0}
+	var e event.Event
+	if err := decodeEvent(v, &e); err != nil {
+		t.Fatal(err)
+	}
+	want := []event.Header{{Name: "Host", Value: "a"}, {Name: "X", Value: ""}}
+	if !reflect.DeepEqual(e.Headers, want) {
+		t.Fatalf("headers %+v, want %+v", e.Headers, want)
 	}
 }
 
