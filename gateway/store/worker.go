@@ -278,9 +278,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		w.syncerDone = make(chan struct{})
 		go w.syncer()
 	}
-	if len(opts.Redact) > 0 {
-		w.redact = newNameSet(opts.Redact)
-	}
+	w.redact = newNameSet(opts.Redact)
 	if opts.Registerer != nil {
 		if err := m.registerGauges(opts.Registerer,
 			func() float64 { return float64(len(w.queue)) },
@@ -630,11 +628,9 @@ func (w *Worker) flushMeta(all bool) {
 
 // prepare redacts and truncates an event on its first attempt.
 func (w *Worker) prepare(e *event.Event) {
-	if w.redact != nil {
-		for i := range e.Headers {
-			if w.redact.has(e.Headers[i].Name) {
-				e.Headers[i].Value = Redacted
-			}
+	for i := range e.Headers {
+		if w.redact.has(e.Headers[i].Name) {
+			e.Headers[i].Value = Redacted
 		}
 	}
 	if n := w.opts.CaptureBytes; n > 0 {
@@ -820,32 +816,33 @@ func (w *Worker) backoff(attempts int) time.Duration {
 }
 
 // nameSet holds header names, matched regardless of ASCII case.
-type nameSet map[string]struct{}
+type nameSet struct {
+	byLen [][]string // byLen[n]: the names n bytes long
+}
 
 func newNameSet(names []string) nameSet {
-	s := make(nameSet, len(names))
+	var s nameSet
 	for _, n := range names {
-		s[strings.ToLower(n)] = struct{}{}
+		if len(n) >= len(s.byLen) {
+			s.byLen = append(s.byLen, make([][]string, len(n)+1-len(s.byLen))...)
+		}
+		s.byLen[len(n)] = append(s.byLen[len(n)], n)
 	}
 	return s
 }
 
-// has lowers name on the stack: no allocation for names up to 64 bytes.
+// has reports whether name is in s, in any case. Most names differ in
+// length from every name in the set and cost one comparison.
 func (s nameSet) has(name string) bool {
-	var buf [64]byte
-	if len(name) > len(buf) {
-		_, ok := s[strings.ToLower(name)]
-		return ok
+	if len(name) >= len(s.byLen) {
+		return false
 	}
-	for i := range len(name) {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+	for _, n := range s.byLen[len(name)] {
+		if strings.EqualFold(n, name) {
+			return true
 		}
-		buf[i] = c
 	}
-	_, ok := s[string(buf[:len(name)])]
-	return ok
+	return false
 }
 
 type retryEntry struct {
