@@ -157,3 +157,26 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("prefixEnd = %x", got)
 	}
 }
+
+// BenchmarkAppendEvent encodes the request and response events of one
+// proxied exchange as the gateway records them.
+func BenchmarkAppendEvent(b *testing.B) {
+	rid := "0c273970e5fa6e210000000000000001"
+	req := event.Event{Type: event.Request, Time: time.Now(), Route: "r", RequestID: rid, Method: "GET", Path: "/json",
+		Headers: []event.Header{{Name: "Host", Value: "127.0.0.1:41031"}, {Name: "User-Agent", Value: "fasthttp"},
+			{Name: "Mcp-Session-Id", Value: "bench-1"}, {Name: "X-Forwarded-For", Value: "127.0.0.1"},
+			{Name: "X-Forwarded-Proto", Value: "http"}, {Name: "X-Forwarded-Host", Value: "127.0.0.1:41031"},
+			{Name: "Via", Value: "1.1 wasmgate"}, {Name: "X-Request-Id", Value: rid}}}
+	resp := event.Event{Type: event.Response, Time: time.Now(), Route: "r", RequestID: rid, Method: "GET", Path: "/json",
+		Status: 200, Latency: 230 * time.Microsecond, BodyBytes: 45,
+		Headers: []event.Header{{Name: "Content-Length", Value: "45"}, {Name: "Content-Type", Value: "application/json"},
+			{Name: "Server", Value: "fasthttp"}, {Name: "Date", Value: "Fri, 27 Nov 2026 08:00:35 GMT"},
+			{Name: "Via", Value: "1.1 wasmgate"}, {Name: "X-Request-Id", Value: rid}}}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendEvent(buf[:0], &req)
+		buf = appendEvent(buf, &resp)
+	}
+	b.ReportMetric(float64(len(buf)), "bytes/exchange")
+}
