@@ -248,8 +248,10 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 			p.sessions.End(x.session, ReasonDeleted)
 		}
 	}
-	x.doneAt = time.Now()
-	rt.m.observe(x.status, x.doneAt.Sub(x.start))
+	// One monotonic clock read (x.start has one), not time.Now's two.
+	lat := time.Since(x.start)
+	x.doneAt = x.start.Add(lat)
+	rt.m.observe(x.status, lat)
 
 	if req.Header.IsHead() {
 		ctx.Response.SkipBody = true
@@ -323,7 +325,8 @@ func (x *exchange) Read(b []byte) (int, error) {
 
 func (x *exchange) writeDeadline() error {
 	if x.p.writeTimeout > 0 {
-		return x.p.writeDeadlines.arm(x.connID, x.conn, time.Now(), x.p.writeTimeout)
+		w := x.p.writeDeadlines
+		return w.arm(x.connID, x.conn, w.now(), x.p.writeTimeout)
 	}
 	return nil
 }
@@ -356,7 +359,7 @@ func (x *exchange) finish() {
 		// Bound the write of a buffered response too.
 		now := x.doneAt
 		if now.IsZero() {
-			now = time.Now()
+			now = x.p.writeDeadlines.now()
 		}
 		_ = x.p.writeDeadlines.arm(x.connID, x.conn, now, x.p.writeTimeout)
 	}

@@ -32,6 +32,10 @@ const (
 
 func newWriteDeadlines() *writeDeadlines { return &writeDeadlines{epoch: time.Now()} }
 
+// now is the time from the monotonic clock alone (one clock read; time.Now
+// makes two), which is all a deadline needs.
+func (w *writeDeadlines) now() time.Time { return w.epoch.Add(time.Since(w.epoch)) }
+
 // arm makes sure conn's write deadline is at least d from now.
 func (w *writeDeadlines) arm(id uint64, conn net.Conn, now time.Time, d time.Duration) error {
 	slot := &w.slots[id&(writeDeadlineSlots-1)]

@@ -56,6 +56,14 @@ type deadlineConn struct {
 	rOn, wOn time.Time
 }
 
+// clockEpoch anchors monoNow.
+var clockEpoch = time.Now()
+
+// monoNow is the time now from the monotonic clock alone: one clock read
+// where time.Now makes two (wall and monotonic). Deadlines and their
+// comparisons use the monotonic reading only.
+func monoNow() time.Time { return clockEpoch.Add(time.Since(clockEpoch)) }
+
 // idleSlack is how far past idle an ordinary-pool deadline is armed, and so
 // how long it stays good enough before it is armed again.
 func idleSlack(idle time.Duration) time.Duration { return idle / 4 }
@@ -90,7 +98,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	if c.written {
 		c.written = false
 	} else if c.idle > 0 {
-		if t := c.armIdle(c.rOn, c.readBy, time.Now()); !t.IsZero() {
+		if t := c.armIdle(c.rOn, c.readBy, monoNow()); !t.IsZero() {
 			if err := c.setRead(t); err != nil {
 				return 0, err
 			}
@@ -108,7 +116,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	if c.idle > 0 && c.readBy.IsZero() && c.writeBy.IsZero() {
-		now := time.Now()
+		now := monoNow()
 		if c.armIdle(c.rOn, time.Time{}, now).IsZero() && c.armIdle(c.wOn, time.Time{}, now).IsZero() {
 			c.written = true
 			return c.Conn.Write(p)
