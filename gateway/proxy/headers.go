@@ -124,11 +124,29 @@ func classify(key []byte) int {
 // scanRequest and scanResponse walk a header block once, so the common
 // request (no hop-by-hop field, no prior proxy fields) is rewritten with
 // appends only: no per-field key normalization, deletion or lookup.
-func scanRequest(h *fasthttp.RequestHeader) (seen int) {
-	for k := range h.All() {
-		seen |= classify(k)
+//
+// scanRequest reads the field names from the raw header block, a memchr
+// per line, and also counts the fields (for limits.max_headers).
+// RequestHeader.All (and Len, which uses it) would parse the Cookie field
+// into cookies, which Write then serializes again: a cost per request with
+// cookies, and a rewrite of a field the gateway should forward as it came.
+func scanRequest(h *fasthttp.RequestHeader) (seen, fields int) {
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			continue
+		}
+		fields++
+		seen |= classify(bytes.TrimRight(line[:i], " \t"))
 	}
-	return seen
+	return seen, fields
 }
 
 func scanResponse(h *fasthttp.ResponseHeader) (seen int) {
@@ -210,10 +228,10 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 	return append(dst, host...)
 }
 
-// prepareRequest rewrites out (a copy of the client's request headers) into
-// what the upstream receives. It returns the request id.
+// prepareRequest rewrites out (the client's request header, or a copy) into
+// what the upstream receives; x.reqSeen is what scanRequest found in it.
 func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
-	seen := scanRequest(out)
+	seen := x.reqSeen
 	if seen&seenHop != 0 {
 		x.scratch = stripHopByHop(out, x.scratch)
 		// The gateway answered any 100-continue itself; the body is on its way.

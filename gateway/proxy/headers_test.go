@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -47,6 +48,7 @@ func BenchmarkRequestRewrite(b *testing.B) {
 					req.Header.CopyTo(&out.Header)
 					req = &out
 				}
+				x.reqSeen, _ = scanRequest(&ctx.Request.Header)
 				x.prepareRequest(&ctx, &req.Header)
 				if mode == "in-place" {
 					req.SetRequestURIBytes(req.Header.RequestURI())
@@ -57,5 +59,42 @@ func BenchmarkRequestRewrite(b *testing.B) {
 				bw.Reset(io.Discard)
 			}
 		})
+	}
+}
+
+// TestScanRequest checks the raw-block scan against a scan of every field
+// fasthttp parsed (All, the former implementation), for blocks with each
+// field the rewrite cares about in odd case and spacing.
+func TestScanRequest(t *testing.T) {
+	blocks := []string{
+		"",
+		"Accept: */*\r\n",
+		"connection: X-A\r\nX-A: 1\r\n",
+		"Connection: close\r\n",
+		"TE: trailers\r\nTrailer: X-T\r\n",
+		"Transfer-Encoding: chunked\r\n",
+		"Via: 1.0 edge\r\nx-forwarded-for: 10.0.0.1\r\nX-REQUEST-ID: abc\r\n",
+		"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic x\r\n",
+		"Upgrade: websocket\r\nExpect: 100-continue\r\n",
+		"Cookie: a=1;b=2\r\nCookie: c=3\r\nUser-Agent: x\r\nContent-Type: text/plain\r\n",
+		"X-Connection: 1\r\nVia-X: 2\r\nX-Forwarded-Fort: 3\r\n",
+	}
+	for _, b := range blocks {
+		var h fasthttp.RequestHeader
+		raw := "POST / HTTP/1.1\r\nHost: x\r\n" + b + "\r\n"
+		if err := h.Read(bufio.NewReader(bytes.NewReader([]byte(raw)))); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		var want int
+		for k := range h.All() {
+			want |= classify(k)
+		}
+		got, n := scanRequest(&h)
+		if got != want {
+			t.Errorf("%q: scan %b, fields %b", b, got, want)
+		}
+		if lines := strings.Count(b, "\n") + 1; n != lines {
+			t.Errorf("%q: %d fields, want %d", b, n, lines)
+		}
 	}
 }

@@ -364,7 +364,8 @@ func TestRequestIDsUnique(t *testing.T) {
 // TestForwardClientRequest covers what forwarding the client's own request
 // (its header edited in place, no copy) must keep as the copy did: the
 // request target byte for byte (not re-rendered from the parsed URI), small
-// and streamed bodies, and the client connection's keep-alive decision,
+// and streamed bodies, the Cookie field as it came, and the client
+// connection's keep-alive decision,
 // which the stripped Connection field no longer shows.
 func TestForwardClientRequest(t *testing.T) {
 	verifyNone(t)
@@ -373,7 +374,7 @@ func TestForwardClientRequest(t *testing.T) {
 	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		seen = append(seen, fmt.Sprintf("%s %s %s conn=%q", r.Method, r.RequestURI, body, r.Header.Get("Connection")))
+		seen = append(seen, fmt.Sprintf("%s %s %s conn=%q cookie=%q", r.Method, r.RequestURI, body, r.Header.Get("Connection"), r.Header.Get("Cookie")))
 		mu.Unlock()
 		io.WriteString(w, "ok")
 	}))
@@ -407,6 +408,8 @@ func TestForwardClientRequest(t *testing.T) {
 		t.Fatal("HTTP/1.0 keep-alive connection closed")
 	}
 	exchange("POST /p%20q HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nsmall")
+	// The Cookie field goes as it came, not parsed and written again.
+	exchange("GET /cookie HTTP/1.1\r\nHost: x\r\nCookie: a=1;b=2;  c\r\n\r\n")
 	exchange("POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 	// Connection: close ends the client connection after the response;
 	// the upstream connection is not closed for it.
@@ -420,10 +423,11 @@ func TestForwardClientRequest(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := []string{
-		`GET /a//b/./c/../d?q=%2f&x  conn=""`,
-		`POST /p%20q small conn=""`,
-		`POST /chunked abcde conn=""`,
-		`GET /last  conn=""`,
+		`GET /a//b/./c/../d?q=%2f&x  conn="" cookie=""`,
+		`POST /p%20q small conn="" cookie=""`,
+		`GET /cookie  conn="" cookie="a=1;b=2;  c"`,
+		`POST /chunked abcde conn="" cookie=""`,
+		`GET /last  conn="" cookie=""`,
 	}
 	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
 		t.Errorf("upstream saw\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))

@@ -35,7 +35,9 @@ type exchange struct {
 	lease  *upstream.Lease
 	long   bool
 	upEOF  bool
-	start  time.Time
+	// reqSeen is what scanRequest found in the client's header block.
+	reqSeen int
+	start   time.Time
 	// doneAt is when the response headers were ready, for a response that
 	// is written whole after the handler returns: finish arms the client
 	// write deadline from it instead of reading the clock again.
@@ -114,7 +116,9 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		x.fail(ctx, fasthttp.StatusBadRequest, reason, nil)
 		return false
 	}
-	if max := p.maxHeaders; max > 0 && req.Header.Len() > max {
+	var fields int
+	x.reqSeen, fields = scanRequest(&req.Header)
+	if max := p.maxHeaders; max > 0 && fields > max {
 		ctx.SetConnectionClose()
 		x.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "too many request header fields", nil)
 		return false
