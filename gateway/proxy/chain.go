@@ -357,7 +357,7 @@ func (x *exchange) local(ctx *fasthttp.RequestCtx, res chain.Result) {
 
 // recordPlugin sends a plugin decision to the session sink.
 func (x *exchange) recordPlugin(res chain.Result, decision string) {
-	if x.session == "" {
+	if !x.records() {
 		return
 	}
 	e := x.newEvent(event.Plugin)
