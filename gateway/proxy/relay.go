@@ -565,7 +565,7 @@ func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 	if x.sess != nil && ev.HasID && ev.ID != "" {
 		x.sess.TrackEventID(x.rtStream(), ev.ID)
 	}
-	if x.session != "" {
+	if x.records() {
 		e := x.newEvent(event.SSE)
 		e.Method, e.Path = x.method, x.path
 		e.Stream = x.rtStream()
@@ -588,7 +588,7 @@ func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 func (x *exchange) rtStream() string { return x.streamKey }
 
 func (x *exchange) recordPluginEvent(res chain.Result, decision string, ev *sse.Event) {
-	if x.session == "" {
+	if !x.records() {
 		return
 	}
 	e := x.newEvent(event.Plugin)
