@@ -166,7 +166,7 @@ func (g *Gateway) Start() error {
 	}
 	g.ln = ln
 	g.serveErr = make(chan error, 1)
-	go func() { g.serveErr <- g.srv.Serve(g.proxy.Listener(ln)) }()
+	go func() { g.serveErr <- g.srv.Serve(ln) }()
 	bg, cancel := context.WithCancel(context.Background())
 	g.bgCancel = cancel
 	g.bgDone.Add(1)

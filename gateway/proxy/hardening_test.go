@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/wasmgate/wasmgate/gateway/config"
-	"github.com/wasmgate/wasmgate/gateway/proxy"
 )
 
 func TestHardeningRawTCP(t *testing.T) {
@@ -146,30 +145,23 @@ func TestMaxConnsPerIP(t *testing.T) {
 }
 
 // TestClientReadLimits checks limits.read_header_timeout and
-// limits.idle_timeout on keep-alive connections, both on connections from
-// Proxy.Listener (clientConn arms them lazily) and from a plain listener
-// (the ConnState hook sets them as fasthttp would).
+// limits.idle_timeout on keep-alive connections: a second request whose
+// header trickles in, an idle connection, a busy one that outlives the idle
+// timeout, and a first request's header deadline that ends after the idle
+// one would.
 func TestClientReadLimits(t *testing.T) {
-	for _, tc := range []struct {
-		wrap         bool
-		header, idle time.Duration
-	}{
-		{true, 300 * time.Millisecond, 600 * time.Millisecond},
-		{false, 300 * time.Millisecond, 600 * time.Millisecond},
-		// The first request's header deadline ends after the idle one
-		// would: the connection must still close when idle.
-		{true, 2500 * time.Millisecond, 200 * time.Millisecond},
+	for _, tc := range []struct{ header, idle time.Duration }{
+		{300 * time.Millisecond, 600 * time.Millisecond},
+		{2500 * time.Millisecond, 200 * time.Millisecond},
 	} {
-		wrap, header, idle := tc.wrap, tc.header, tc.idle
-		name := fmt.Sprintf("%s/header=%v/idle=%v", map[bool]string{true: "listener", false: "plain"}[wrap], header, idle)
-		t.Run(name, func(t *testing.T) {
+		header, idle := tc.header, tc.idle
+		t.Run(fmt.Sprintf("header=%v/idle=%v", header, idle), func(t *testing.T) {
 			verifyNone(t)
 			up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-			cfg := testConfig(t, []string{up.addr}, func(c *config.Config) {
+			g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
 				c.Limits.ReadHeaderTimeout = config.Duration(header)
 				c.Limits.IdleTimeout = config.Duration(idle)
-			})
-			g := startGatewayOn(t, proxy.Options{Config: cfg}, wrap)
+			}), nil, nil)
 
 			// dial opens a connection and serves one whole request on it.
 			dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
@@ -221,8 +213,7 @@ func TestClientReadLimits(t *testing.T) {
 				c, br := dial(t)
 				for end := time.Now().Add(2 * idle); time.Now().Before(end); {
 					time.Sleep(idle / 5)
-					// A header block in two reads arms the header deadline;
-					// the connection goes back to the idle one after.
+					// A header block in two reads.
 					io.WriteString(c, "GET / HTTP/1.1\r\n")
 					time.Sleep(20 * time.Millisecond)
 					get(t, c, br, "Host: x\r\n\r\n")

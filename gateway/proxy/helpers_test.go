@@ -108,13 +108,6 @@ func startGatewayChains(t testing.TB, cfg *config.Config, chains map[string]chai
 
 func startGatewayOpts(t testing.TB, opts proxy.Options) *gw {
 	t.Helper()
-	return startGatewayOn(t, opts, true)
-}
-
-// startGatewayOn serves the proxy on a listener wrapped by Proxy.Listener
-// (as the gateway does) or, with wrap false, on a plain one.
-func startGatewayOn(t testing.TB, opts proxy.Options, wrap bool) *gw {
-	t.Helper()
 	cfg := opts.Config
 	reg := prometheus.NewRegistry()
 	log := testLogger()
@@ -132,12 +125,8 @@ func startGatewayOn(t testing.TB, opts proxy.Options, wrap bool) *gw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := ln
-	if wrap {
-		served = p.Listener(ln)
-	}
 	done := make(chan struct{})
-	go func() { _ = srv.Serve(served); close(done) }()
+	go func() { _ = srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
 		p.Close(time.Now().Add(2 * time.Second))
 		_ = srv.Shutdown()

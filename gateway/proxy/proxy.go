@@ -70,7 +70,6 @@ type Proxy struct {
 	writeDeadlines *writeDeadlines
 	clientIPs      *clientIPs
 	bodyTimeout    time.Duration
-	readLimits     *readLimits
 
 	parsers   sync.Pool      // *pooledParser
 	streams   sync.WaitGroup // open SSE relays
@@ -131,7 +130,6 @@ func New(opts Options) (*Proxy, error) {
 		writeDeadlines: newWriteDeadlines(),
 		clientIPs:      new(clientIPs),
 		bodyTimeout:    cfg.Limits.IdleTimeout.D(),
-		readLimits:     newReadLimits(cfg.Limits.ReadHeaderTimeout.D(), cfg.Limits.IdleTimeout.D()),
 		closing:        make(chan struct{}),
 		relays:         make(map[*relayState]struct{}),
 		maxConns:       int64(cfg.Limits.MaxConns),
@@ -205,9 +203,12 @@ func (p *Proxy) Server() *fasthttp.Server {
 		Name:            serverName,
 		ReadBufferSize:  l.MaxHeaderBytes.N(),
 		WriteBufferSize: 4 << 10,
-		// No ReadTimeout or IdleTimeout: connState keeps
-		// limits.read_header_timeout and limits.idle_timeout (readState),
-		// more cheaply on connections from Listener (clientConn).
+		// fasthttp's own read deadlines: a wrapped connection that would
+		// keep them with fewer updates costs fasthttp its writev of a
+		// response larger than the write buffer (it writes header and
+		// body with one writev only to a *net.TCPConn).
+		ReadTimeout:                  l.ReadHeaderTimeout.D(),
+		IdleTimeout:                  l.IdleTimeout.D(),
 		Concurrency:                  l.MaxConns,
 		MaxConnsPerIP:                l.MaxConnsPerIP,
 		MaxRequestsPerConn:           l.MaxRequestsPerConn,
@@ -235,7 +236,6 @@ func (p *Proxy) Server() *fasthttp.Server {
 // new connection is refused here when served plus hijacked ones reach the
 // limit (fasthttp's own Concurrency limit still bounds the served ones).
 func (p *Proxy) connState(c net.Conn, s fasthttp.ConnState) {
-	p.readState(c, s)
 	switch s {
 	case fasthttp.StateNew:
 		if n := p.served.Add(1); p.maxConns > 0 && n+p.hijacked.Load() > p.maxConns {

@@ -143,7 +143,6 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	p.streams.Add(1)
 	p.m.sseOpen.Inc()
 	p.register(rs)
-	handOver(ctx.Conn())
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(rs.hijacked)
 	go rs.run()
