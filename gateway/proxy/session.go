@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"iter"
-	"strings"
 	"sync"
 	"time"
 
@@ -122,36 +121,10 @@ func (x *exchange) newEvent(t event.Type) *event.Event {
 }
 
 // redactor records header fields, hiding the values of sessions.redact.
-// Its keys are lower case.
-type redactor map[string]struct{}
+type redactor struct{ event.HeaderSet }
 
 func newRedactor(names []string) redactor {
-	r := make(redactor, len(names))
-	for _, n := range names {
-		r[strings.ToLower(n)] = struct{}{}
-	}
-	return r
-}
-
-// hides reports whether the value of header name is redacted. It lowers
-// name on the stack: no allocation for names up to 64 bytes.
-func (r redactor) hides(name []byte) bool {
-	if len(r) == 0 {
-		return false
-	}
-	var buf [64]byte
-	if len(name) > len(buf) {
-		_, ok := r[strings.ToLower(string(name))]
-		return ok
-	}
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	_, ok := r[string(buf[:len(name)])]
-	return ok
+	return redactor{event.NewHeaderSet(names)}
 }
 
 // headerSource is what fasthttp's request and response headers offer to
@@ -173,7 +146,7 @@ func (r redactor) captureHeaders(h headerSource, prefix []byte) (string, []event
 		sp := span{name: len(sc.buf)}
 		sc.buf = append(sc.buf, k...)
 		sp.value = len(sc.buf)
-		if r.hides(k) {
+		if r.HasBytes(k) {
 			sc.buf = append(sc.buf, event.Redacted...)
 		} else {
 			sc.buf = append(sc.buf, v...)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,7 +155,7 @@ type Worker struct {
 	async  AsyncCommitter // nil: commits wait for their own sync
 	wo     *pebble.WriteOptions
 	log    *slog.Logger
-	redact nameSet
+	redact event.HeaderSet
 	m      *workerMetrics
 
 	queue chan *event.Event
@@ -278,7 +277,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 		w.syncerDone = make(chan struct{})
 		go w.syncer()
 	}
-	w.redact = newNameSet(opts.Redact)
+	w.redact = event.NewHeaderSet(opts.Redact)
 	if opts.Registerer != nil {
 		if err := m.registerGauges(opts.Registerer,
 			func() float64 { return float64(len(w.queue)) },
@@ -629,7 +628,7 @@ func (w *Worker) flushMeta(all bool) {
 // prepare redacts and truncates an event on its first attempt.
 func (w *Worker) prepare(e *event.Event) {
 	for i := range e.Headers {
-		if w.redact.has(e.Headers[i].Name) {
+		if w.redact.Has(e.Headers[i].Name) {
 			e.Headers[i].Value = Redacted
 		}
 	}
@@ -813,36 +812,6 @@ func (w *Worker) backoff(attempts int) time.Duration {
 		d *= 2
 	}
 	return min(d, w.opts.RetryCap)
-}
-
-// nameSet holds header names, matched regardless of ASCII case.
-type nameSet struct {
-	byLen [][]string // byLen[n]: the names n bytes long
-}
-
-func newNameSet(names []string) nameSet {
-	var s nameSet
-	for _, n := range names {
-		if len(n) >= len(s.byLen) {
-			s.byLen = append(s.byLen, make([][]string, len(n)+1-len(s.byLen))...)
-		}
-		s.byLen[len(n)] = append(s.byLen[len(n)], n)
-	}
-	return s
-}
-
-// has reports whether name is in s, in any case. Most names differ in
-// length from every name in the set and cost one comparison.
-func (s nameSet) has(name string) bool {
-	if len(name) >= len(s.byLen) {
-		return false
-	}
-	for _, n := range s.byLen[len(name)] {
-		if strings.EqualFold(n, name) {
-			return true
-		}
-	}
-	return false
 }
 
 type retryEntry struct {

@@ -456,18 +456,3 @@ func TestWorkerGroupCommit(t *testing.T) {
 	}
 	t.Logf("%d batches, %d syncs", batches, syncs)
 }
-
-func TestNameSet(t *testing.T) {
-	s := newNameSet([]string{"Authorization", "cookie", "X-API-Key"})
-	for name, want := range map[string]bool{
-		"authorization": true, "AUTHORIZATION": true, "Cookie": true, "x-api-key": true,
-		"Cookies": false, "Set-Cookie": false, "": false, "X-Api-Keys-And-More-Than-Any-Name": false, "Content-Type": false,
-	} {
-		if got := s.has(name); got != want {
-			t.Errorf("has(%q) = %v, want %v", name, got, want)
-		}
-	}
-	if newNameSet(nil).has("Cookie") {
-		t.Error("empty set has Cookie")
-	}
-}
