@@ -104,8 +104,9 @@ func (x *exchange) sessionFromResponse(h *fasthttp.ResponseHeader) {
 
 // records reports whether x's events are recorded: it has a session and
 // recording is on. With storage.enabled off the sink is event.Discard, and
-// capturing headers and bodies for it was a tenth of the CPU the gateway
-// spent on a proxied request (BenchmarkGatewayRecording).
+// capturing headers and bodies for it cost about 4 of the 50 CPU-µs that
+// BenchmarkGatewayRecording spends per request (client and upstream
+// included).
 func (x *exchange) records() bool {
 	return x.session != "" && x.p.sink != event.Discard
 }
