@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -40,8 +41,23 @@ import (
 // WASMGATE_BENCH_STORAGE adds YAML keys to the "on" gateway's storage
 // section (for example "sync: false" or "batch_size: 200") to measure
 // what a setting changes.
+//
+// It runs with the 45-byte JSON answer of an MCP call and with 16 KiB
+// answers: what recording costs is per event, not per byte (response
+// bodies are not captured), so the larger answer shows the same cost
+// against more proxy work.
 func BenchmarkGatewayRecording(b *testing.B) {
-	up := startBenchUpstream(b)
+	for _, size := range []int{45, 16 << 10} {
+		name := fmt.Sprintf("resp=%dB", size)
+		if size >= 1<<10 {
+			name = fmt.Sprintf("resp=%dKiB", size>>10)
+		}
+		b.Run(name, func(b *testing.B) { benchRecording(b, size) })
+	}
+}
+
+func benchRecording(b *testing.B, size int) {
+	up := startBenchUpstream(b, size)
 	modes := []string{"off", "on"}
 	extra := os.Getenv("WASMGATE_BENCH_STORAGE")
 	if extra != "" {
@@ -185,12 +201,18 @@ func driveSessions(c *fasthttp.HostClient, n int) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-func startBenchUpstream(b *testing.B) string {
+// startBenchUpstream serves a JSON-RPC answer padded to size bytes.
+func startBenchUpstream(b *testing.B, size int) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := []byte(`{"jsonrpc":"2.0","id":1,"result":{"ok":true}}`)
+	body := []byte(`{"jsonrpc":"2.0","id":1,"result":{"ok":true,"pad":""}}`)
+	if pad := size - len(body); pad > 0 {
+		body = fmt.Appendf(nil, `{"jsonrpc":"2.0","id":1,"result":{"ok":true,"pad":"%s"}}`, bytes.Repeat([]byte("x"), pad))
+	} else {
+		body = []byte(`{"jsonrpc":"2.0","id":1,"result":{"ok":true}}`)
+	}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
