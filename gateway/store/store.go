@@ -651,17 +651,25 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 // unapply undoes in memory what commitEvents did for evs when their batch
 // was applied but its sync then failed: the events are pending again, and
 // their retry counts them in their sessions' metadata once more.
+//
+// A session forgotten since the batch was applied (it ended, or was
+// evicted) is reloaded first: its record, or the events past it, are in
+// the memtable and count the batch just as the cached state did.
 func (s *Store) unapply(evs []*event.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var val []byte
 	for _, e := range evs {
-		st, ok := s.sessions[e.Session]
-		if !ok {
-			continue // forgotten: reloaded from disk on its retry
+		st, err := s.state(e.Session)
+		if err != nil {
+			s.log.Warn("session state after a failed sync", "session", e.Session, "err", err)
+			continue
+		}
+		st.pending++
+		if !st.stored {
+			continue // deleted since: nothing counts the batch
 		}
 		val = appendEvent(val[:0], e)
-		st.pending++
 		st.meta.Events--
 		st.meta.Bytes -= eventBytes(e.Session, len(val))
 	}

@@ -456,3 +456,51 @@ func TestWorkerGroupCommit(t *testing.T) {
 	}
 	t.Logf("%d batches, %d syncs", batches, syncs)
 }
+
+// TestWorkerSyncFailureForgottenSession: a batch that ends its session
+// writes the session's metadata record, so the writer forgets the session
+// once the batch is applied; when that batch's sync then fails, its retry
+// reloads the session from the record, which already counts the batch,
+// and must not count it again.
+func TestWorkerSyncFailureForgottenSession(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	c := &syncFailCommitter{dbCommitter: dbCommitter{s.db}}
+	c.failing.Store(true)
+	w, err := NewWorker(s, WorkerOptions{FlushInterval: time.Millisecond, ExchangeWindow: -1,
+		RetryBase: 20 * time.Millisecond, Committer: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Record(&event.Event{Session: "s", Type: event.Request, Path: "/"})
+	w.Record(&event.Event{Session: "s", Type: event.SessionEnd})
+	for c.fails.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	c.failing.Store(false)
+	w.Close()
+	if ex := val(w.m.exhausted); ex != 0 {
+		t.Fatalf("%v exhausted", ex)
+	}
+	checkNumbered(t, s, "s", 2)
+	info, _, err := s.Session("s")
+	if err != nil || info.Events != 2 || info.LastSeq != 2 {
+		t.Fatalf("Session: %+v, %v; want 2 events", info, err)
+	}
+	evs, err := s.Events("s", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytes uint64
+	for _, e := range evs {
+		bytes += eventBytes("s", len(appendEvent(nil, e)))
+	}
+	if info.Bytes != bytes {
+		t.Fatalf("Session bytes %d, want %d", info.Bytes, bytes)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.sessions["s"]; ok && st.pending != 0 {
+		t.Fatalf("session state pending %d after everything committed", st.pending)
+	}
+}
