@@ -22,20 +22,12 @@ func NewHeaderSet(names []string) HeaderSet {
 }
 
 // Has reports whether name is in s.
-func (s HeaderSet) Has(name string) bool {
-	if len(name) >= len(s.byLen) {
-		return false
-	}
-	for _, n := range s.byLen[len(name)] {
-		if equalFoldASCII(n, name) {
-			return true
-		}
-	}
-	return false
-}
+func (s HeaderSet) Has(name string) bool { return has(s, name) }
 
 // HasBytes is Has for a name in bytes.
-func (s HeaderSet) HasBytes(name []byte) bool {
+func (s HeaderSet) HasBytes(name []byte) bool { return has(s, name) }
+
+func has[T string | []byte](s HeaderSet, name T) bool {
 	if len(name) >= len(s.byLen) {
 		return false
 	}
