@@ -220,21 +220,8 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errTruncated
-		return nil
-	}
-	v := append([]byte(nil), d.b[:n]...)
-	d.b = d.b[n:]
-	return v
-}
-
-// view is bytes without the copy: the result aliases the value.
+// view returns the next length-prefixed bytes without a copy: the result
+// aliases the value.
 func (d *decoder) view() []byte {
 	n := d.uvarint()
 	if d.err != nil {
@@ -249,19 +236,9 @@ func (d *decoder) view() []byte {
 	return v
 }
 
-func (d *decoder) str() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errTruncated
-		return ""
-	}
-	v := string(d.b[:n])
-	d.b = d.b[n:]
-	return v
-}
+func (d *decoder) bytes() []byte { return append([]byte(nil), d.view()...) }
+
+func (d *decoder) str() string { return string(d.view()) }
 
 // eventHead reads the type and time (unix nanos; 0 if unreadable) of a
 // value written by appendEvent without decoding the rest. ok is false if
