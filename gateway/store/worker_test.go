@@ -504,3 +504,77 @@ func TestWorkerSyncFailureForgottenSession(t *testing.T) {
 		t.Fatalf("session state pending %d after everything committed", st.pending)
 	}
 }
+
+// landedCommitter applies every batch but reports the first fails of them
+// failed, as a commit whose acknowledgement was lost would be.
+type landedCommitter struct {
+	db    *pebble.DB
+	fails atomic.Int64
+}
+
+func (c *landedCommitter) Apply(b *pebble.Batch, o *pebble.WriteOptions) error {
+	if err := c.db.Apply(b, o); err != nil {
+		return err
+	}
+	if c.fails.Add(-1) >= 0 {
+		return errDiskGone
+	}
+	return nil
+}
+
+// TestWorkerRetryLandedBatches: batches that landed but reported failure
+// are retried from the retry heap, grouped into runs differently; every
+// event still reads back once, in the order recorded, and its session's
+// metadata counts it once.
+func TestWorkerRetryLandedBatches(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	c := &landedCommitter{db: s.db}
+	c.fails.Store(16)
+	w, err := NewWorker(s, WorkerOptions{BatchSize: 7, FlushInterval: time.Millisecond, MaxAttempts: 20,
+		RetryBase: time.Millisecond, RetryCap: 2 * time.Millisecond, EnqueueTimeout: time.Second, Committer: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sessions, each = 3, 60
+	for i := range each {
+		for j := range sessions {
+			if !w.Record(&event.Event{Session: fmt.Sprint("s", j), Type: event.Plugin, Message: fmt.Sprint(i)}) {
+				t.Fatal("shed")
+			}
+		}
+		if i%3 == 0 {
+			// Batches of different sizes, so that a retry batch takes
+			// the events of one failed batch and part of the next.
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	w.Close()
+	if r := val(w.m.retries); r == 0 {
+		t.Fatal("no batch was retried")
+	}
+	if ex := val(w.m.exhausted); ex != 0 {
+		t.Fatalf("%v exhausted", ex)
+	}
+	for j := range sessions {
+		id := fmt.Sprint("s", j)
+		evs, err := s.Events(id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bytes uint64
+		for i, e := range evs {
+			if e.Seq != uint64(i+1) || e.Message != fmt.Sprint(i) {
+				t.Fatalf("%s: event %d is seq %d %q", id, i, e.Seq, e.Message)
+			}
+			bytes += eventBytes(id, len(appendEvent(nil, e)))
+		}
+		if len(evs) != each {
+			t.Fatalf("%s: %d events, want %d", id, len(evs), each)
+		}
+		info, _, err := s.Session(id)
+		if err != nil || info.Events != each || info.LastSeq != each || info.Bytes != bytes {
+			t.Fatalf("Session(%s) = %+v, %v; want %d events, %d bytes", id, info, err, each, bytes)
+		}
+	}
+}
