@@ -367,6 +367,7 @@ func (w *Worker) run() {
 	holdTimer.Stop()
 	for {
 		w.items = w.items[:0]
+		w.settleSynced()
 		now := time.Now()
 		w.takeDue(now)
 		w.releaseDue(now)
@@ -717,6 +718,20 @@ func (w *Worker) settle(p *pendingBatch) {
 	w.unsynced--
 	w.unsyncedEvents -= len(p.items)
 	w.finish(p)
+}
+
+// settleSynced finishes the batches whose sync is over, without waiting:
+// a busy worker would otherwise report them only once SyncDepth batches
+// wait.
+func (w *Worker) settleSynced() {
+	for w.unsynced > 0 {
+		select {
+		case p := <-w.synced:
+			w.settle(p)
+		default:
+			return
+		}
+	}
 }
 
 // settleAll waits for every unsynced batch.

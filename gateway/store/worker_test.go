@@ -578,3 +578,68 @@ func TestWorkerRetryLandedBatches(t *testing.T) {
 		}
 	}
 }
+
+// instantSyncCommitter pipelines commits, but its sync returns at once
+// (the batch is applied without one): the test then decides when the
+// worker is busy, not the disk.
+type instantSyncCommitter struct {
+	db      *pebble.DB
+	onApply func(n int)
+	applies int
+}
+
+func (c *instantSyncCommitter) Apply(b *pebble.Batch, _ *pebble.WriteOptions) error {
+	return c.ApplyNoSyncWait(b, nil)
+}
+
+func (c *instantSyncCommitter) ApplyNoSyncWait(b *pebble.Batch, _ *pebble.WriteOptions) error {
+	c.applies++
+	c.onApply(c.applies)
+	return c.db.Apply(b, pebble.NoSync)
+}
+
+func (c *instantSyncCommitter) SyncWait(*pebble.Batch) error { return nil }
+
+// TestWorkerSettlesWhileBusy: a batch whose sync is done is reported
+// committed (OnCommit, the written counter) while the worker goes on with
+// more batches, not only once it is idle or SyncDepth batches wait.
+func TestWorkerSettlesWhileBusy(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	const n = 10
+	var committed atomic.Int64
+	var w *Worker
+	c := &instantSyncCommitter{db: s.db}
+	c.onApply = func(i int) {
+		switch {
+		case i == 1:
+			// Hold the first batch until all events are queued, so that
+			// the worker never waits for an event.
+			for deadline := time.Now().Add(5 * time.Second); len(w.queue) < n-1 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		case i == n:
+			if committed.Load() == 0 {
+				t.Errorf("batch %d applied, none of the %d before it reported committed", i, i-1)
+			}
+		default:
+			time.Sleep(5 * time.Millisecond) // a busy worker
+		}
+	}
+	var err error
+	w, err = NewWorker(s, WorkerOptions{BatchSize: 1, ExchangeWindow: -1, Committer: c,
+		OnCommit: func(evs []*event.Event) { committed.Add(int64(len(evs))) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.async == nil {
+		t.Fatal("commits not pipelined")
+	}
+	for i := range n {
+		w.Record(&event.Event{Session: "s", Type: event.Plugin, Message: fmt.Sprint(i)})
+	}
+	w.Close()
+	if got := committed.Load(); got != n {
+		t.Fatalf("%d events reported committed, want %d", got, n)
+	}
+}
