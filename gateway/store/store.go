@@ -287,54 +287,26 @@ func (s *Store) state(session string) (*sessionState, error) {
 // committed after the metadata record was last written (a crash lost the
 // newer state). It returns how many it found.
 func (s *Store) recoverTail(session string, m *sessionMeta) (int, error) {
-	if m.LastSeq == ^uint64(0) {
-		return 0, nil
-	}
-	prefix := appendSessionPrefix(nil, prefixEvent, session)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(nil, session, runFloor(m.LastSeq+1)), UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return 0, fmt.Errorf("read session %q: %w", session, err)
-	}
-	defer it.Close()
 	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		_, seq, err := parseEventKey(it.Key())
-		if err != nil {
-			return 0, fmt.Errorf("read session %q: %w", session, err)
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return 0, fmt.Errorf("read session %q seq %d: %w", session, seq, err)
-		}
-		err = forEachEncoded(v, func(i int, enc []byte) error {
-			if seq+uint64(i) <= m.LastSeq {
-				return nil // also written under an earlier key (a retried batch)
+	err := s.eachEncoded(context.Background(), session, m.LastSeq, func(seq uint64, enc []byte) (bool, error) {
+		n++
+		m.LastSeq = seq
+		m.Events++
+		m.Bytes += eventBytes(session, len(enc))
+		if typ, t, ok := eventHead(enc); ok {
+			switch typ {
+			case event.SessionEnd:
+				m.Ended = true
+			case event.SessionStart:
+				m.Ended = false
 			}
-			n++
-			m.LastSeq = seq + uint64(i)
-			m.Events++
-			m.Bytes += eventBytes(session, len(enc))
-			if typ, t, ok := eventHead(enc); ok {
-				switch typ {
-				case event.SessionEnd:
-					m.Ended = true
-				case event.SessionStart:
-					m.Ended = false
-				}
-				if t > m.LastActivity {
-					m.LastActivity = t
-				}
+			if t > m.LastActivity {
+				m.LastActivity = t
 			}
-			return nil
-		})
-		if err != nil {
-			return 0, fmt.Errorf("read session %q seq %d: %w", session, seq, err)
 		}
-	}
-	if err := it.Error(); err != nil {
-		return 0, fmt.Errorf("read session %q: %w", session, err)
-	}
-	return n, nil
+		return true, nil
+	})
+	return n, err
 }
 
 // currentMeta is the metadata of session with the events its record does
@@ -797,6 +769,21 @@ func (s *Store) Events(session string, after uint64, limit int) ([]*event.Event,
 // scan calls fn for each event of session with seq > after, in order, until
 // fn returns false or an error.
 func (s *Store) scan(ctx context.Context, session string, after uint64, fn func(*event.Event) (bool, error)) error {
+	return s.eachEncoded(ctx, session, after, func(seq uint64, enc []byte) (bool, error) {
+		e := &event.Event{Session: session, Seq: seq}
+		if err := decodeEvent(enc, e); err != nil {
+			return false, fmt.Errorf("read session %q seq %d: %w", session, seq, err)
+		}
+		return fn(e)
+	})
+}
+
+// eachEncoded calls fn with the number and v1 value of each stored event
+// of session numbered above after, in order, until fn returns false or an
+// error (which it returns as it is). It starts a run's length below after
+// and reads each number once: a batch that a retry rewrote, grouped
+// differently, may hold an event under two keys.
+func (s *Store) eachEncoded(ctx context.Context, session string, after uint64, fn func(seq uint64, enc []byte) (bool, error)) error {
 	if after == ^uint64(0) {
 		return nil
 	}
@@ -823,14 +810,10 @@ func (s *Store) scan(ctx context.Context, session string, after uint64, fn func(
 		err = forEachEncoded(v, func(i int, enc []byte) error {
 			es := seq + uint64(i)
 			if !more || es <= last {
-				return nil // before the page, or also under an earlier key (a retried batch)
-			}
-			e := &event.Event{Session: id, Seq: es}
-			if err := decodeEvent(enc, e); err != nil {
-				return fmt.Errorf("seq %d: %w", es, err)
+				return nil // before after, or also under an earlier key
 			}
 			last = es
-			if more, fnErr = fn(e); fnErr != nil {
+			if more, fnErr = fn(es, enc); fnErr != nil {
 				more = false
 			}
 			return nil
