@@ -20,13 +20,14 @@
 // Sequence numbers are assigned by the worker at the event's first commit
 // attempt: per session, starting at 1, strictly increasing. A session's
 // metadata record (start, last activity, highest number handed out, event
-// and byte counts) is written with its first batch and with its end, and
-// otherwise at most once a second while it is active (a third fewer keys
-// per request; the memtable insert is most of a commit's CPU). Readers and
-// the writer add the events stored past the record's last number, so after
-// a crash numbering continues above anything on disk and the counts are
-// whole (recovered lazily, on the session's first event or read). A number
-// handed out to an event whose batch then never committed leaves a gap.
+// and byte counts) is written with its first batch, with its end and with
+// a retry of its events, and otherwise at most once a second while it is
+// active (a third fewer keys per request; the memtable insert is most of a
+// commit's CPU). Readers and the writer add the events stored past the
+// record's last number, so after a crash numbering continues above
+// anything on disk and the counts are whole (recovered lazily, on the
+// session's first event or read). A number handed out to an event whose
+// batch then never committed leaves a gap.
 //
 // # Key layout
 //

@@ -148,9 +148,9 @@ func TestRunsRecoverAfterCrash(t *testing.T) {
 	checkPages(t, c, "a", []string{"1", "22", "333", "4444", "55555"})
 }
 
-// TestRunsOverlap: a batch retried after a commit that did land rewrites
-// its events, possibly grouped differently; each event still reads back
-// once.
+// TestRunsOverlap: a batch retried after a commit that did land (but
+// reported failure) rewrites its events, possibly grouped differently;
+// each event still reads back once and counts once.
 func TestRunsOverlap(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
@@ -158,9 +158,18 @@ func TestRunsOverlap(t *testing.T) {
 	for i := range evs {
 		evs[i] = &event.Event{Session: "a", Type: event.Plugin, Message: fmt.Sprint(i + 1)}
 	}
-	commitBatch(t, s, evs[0], evs[1], evs[2]) // one run, seqs 1-3
-	commitBatch(t, s, evs[2])                 // seq 3 again, alone
+	landed := &landedCommitter{db: s.db}
+	landed.fails.Store(2)
+	for _, b := range [][]*event.Event{
+		{evs[0], evs[1], evs[2]}, // one run, seqs 1-3
+		{evs[2]},                 // seq 3 again, alone
+	} {
+		if _, err := s.commitEvents(b, landed, pebble.Sync, &writeScratch{}, false); err == nil {
+			t.Fatal("injected failure did not fail the commit")
+		}
+	}
 	commitBatch(t, s, evs[1], evs[2], evs[3]) // seqs 2-4 as a run: 4 is new
+	commitBatch(t, s, evs[0])                 // seq 1 alone
 	if n := eventKeys(t, s, "a"); n != 3 {
 		t.Fatalf("%d keys, want 3", n)
 	}

@@ -479,7 +479,8 @@ func (s *Store) hasDirty() (int64, bool) {
 // harmless) and nothing in memory moves but the reserved numbers.
 //
 // A session's metadata record is written with its first batch, with a
-// batch holding its start or end, and once it has lagged metaInterval
+// batch holding its start or end or a retried event of it, and once it has
+// lagged metaInterval
 // (all lagging records when flushAll, at Close, or when the session cache
 // is over its bound); with no events, commitEvents writes only those.
 func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.WriteOptions, sc *writeScratch, flushAll bool) (int, error) {
@@ -518,6 +519,10 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			t.st.meta.LastSeq++
 			e.Seq = t.st.meta.LastSeq
 			t.st.pending++
+		} else {
+			// A retry: its number may be below the record's last one,
+			// where readers and recovery do not look (recoverTail).
+			t.write = true
 		}
 		t.n++
 		start := len(sc.enc)

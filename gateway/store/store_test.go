@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wasmgate/wasmgate/gateway/event"
@@ -447,5 +448,40 @@ func TestMetaWrittenWhenIdle(t *testing.T) {
 	}
 	if _, dirty := s.hasDirty(); dirty {
 		t.Error("a record still lags after it was written")
+	}
+}
+
+// TestMetaRetryBelowRecord: an event retried after a newer event of its
+// session committed has a number below the one the session's record
+// holds, where readers and crash recovery (which add only the events
+// stored past that number) do not look; its batch writes the record.
+func TestMetaRetryBelowRecord(t *testing.T) {
+	defer func(d time.Duration) { metaInterval = d }(metaInterval)
+	metaInterval = time.Hour
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	now := time.Now()
+	a := &event.Event{Session: "x", Type: event.Plugin, Message: "a", Time: now}
+	b := &event.Event{Session: "x", Type: event.Plugin, Message: "b", Time: now}
+	fc := &flakyCommitter{db: s.db}
+	fc.failing.Store(true)
+	if _, err := s.commitEvents([]*event.Event{a}, fc, pebble.Sync, &writeScratch{}, false); err == nil {
+		t.Fatal("injected failure did not fail the commit")
+	}
+	commitBatch(t, s, b) // seq 2, the session's first record: last seq 2
+	commitBatch(t, s, a) // the retry of seq 1
+	want := eventBytes("x", len(appendEvent(nil, a))) + eventBytes("x", len(appendEvent(nil, b)))
+	info, _, err := s.Session("x")
+	if err != nil || info.Events != 2 || info.LastSeq != 2 || info.Bytes != want {
+		t.Fatalf("Session: %+v, %v; want 2 events, %d bytes", info, err, want)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	if err := s.db.Checkpoint(crash); err != nil {
+		t.Fatal(err)
+	}
+	c := openTest(t, crash)
+	defer c.Close()
+	if got, _, _ := c.Session("x"); got != info {
+		t.Fatalf("after a crash: %+v, want %+v", got, info)
 	}
 }
