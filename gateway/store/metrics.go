@@ -90,7 +90,7 @@ func (m *workerMetrics) registerGauges(reg prometheus.Registerer, depth, retryDe
 		}, depth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wasmgate_store_retry_depth",
-			Help: "Session events waiting for another commit attempt (queue plus retries stay within storage.queue_size).",
+			Help: "Session events waiting for another commit attempt (with the events held, in a batch or awaiting their sync, within storage.queue_size).",
 		}, retryDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wasmgate_store_held_events",

@@ -19,7 +19,7 @@ import (
 // WorkerOptions configure a Worker. Zero values take the defaults of the
 // storage section (docs/config.md).
 type WorkerOptions struct {
-	QueueSize      int           // default 10,000; also bounds the retry heap
+	QueueSize      int           // default 10,000; also bounds the events taken but not yet written
 	BatchSize      int           // default 50
 	FlushInterval  time.Duration // default 10ms
 	NoSync         bool          // default false: every commit is synced
@@ -450,9 +450,10 @@ func (w *Worker) run() {
 }
 
 // room reports whether the worker may take more new events: events in
-// flight (batch, unsynced batches and retry heap) are bounded by the queue
-// size, so a failing store turns into a full queue and sheds instead of
-// growing.
+// flight (batch, unsynced batches, retry heap, held and released by the
+// exchange window) are bounded by the queue size, so a failing store turns
+// into a full queue and sheds instead of growing. With the queue itself,
+// at most twice the queue size is in memory.
 func (w *Worker) room() bool {
 	if w.draining {
 		return true // Close: no more events can come
