@@ -521,8 +521,12 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			t.st.pending++
 		} else {
 			// A retry: its number may be below the record's last one,
-			// where readers and recovery do not look (recoverTail).
+			// where readers and recovery do not look (recoverTail). Or
+			// above it: the session was deleted (and forgotten) while
+			// the number's batch waited for a sync that then failed;
+			// numbering goes on above it.
 			t.write = true
+			t.st.meta.LastSeq = max(t.st.meta.LastSeq, e.Seq)
 		}
 		t.n++
 		start := len(sc.enc)

@@ -643,3 +643,59 @@ func TestWorkerSettlesWhileBusy(t *testing.T) {
 		t.Fatalf("%d events reported committed, want %d", got, n)
 	}
 }
+
+// gateCommitter pipelines commits; the first sync waits for proceed and
+// then fails (after the real sync), the others succeed.
+type gateCommitter struct {
+	dbCommitter
+	applied, proceed chan struct{}
+	calls            atomic.Int64
+}
+
+func (c *gateCommitter) SyncWait(b *pebble.Batch) error {
+	if err := b.SyncWait(); err != nil {
+		return err
+	}
+	if c.calls.Add(1) == 1 {
+		close(c.applied)
+		<-c.proceed
+		return errDiskGone
+	}
+	return nil
+}
+
+// TestWorkerSyncFailureAfterDelete: a session deleted while its batch
+// waits for a sync that then fails gets that batch's event back by the
+// retry, and a later event of it a number above the retried one instead
+// of the same number.
+func TestWorkerSyncFailureAfterDelete(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	c := &gateCommitter{dbCommitter: dbCommitter{s.db}, applied: make(chan struct{}), proceed: make(chan struct{})}
+	var log commitLog
+	w, err := NewWorker(s, WorkerOptions{FlushInterval: time.Millisecond, ExchangeWindow: -1,
+		RetryBase: 5 * time.Millisecond, Committer: c, OnCommit: log.onCommit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Record(&event.Event{Session: "s", Type: event.Plugin, Message: "first"})
+	<-c.applied
+	if found, err := s.DeleteSession("s"); err != nil || !found {
+		t.Fatalf("DeleteSession: %v %v", found, err)
+	}
+	close(c.proceed)
+	log.wait(t, "first")
+	w.Record(&event.Event{Session: "s", Type: event.Plugin, Message: "second"})
+	w.Close()
+	evs, err := s.Events("s", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%d:%s", e.Seq, e.Message))
+	}
+	if fmt.Sprint(got) != "[1:first 2:second]" {
+		t.Fatalf("events %v, want [1:first 2:second]", got)
+	}
+}
