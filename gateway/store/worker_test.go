@@ -606,7 +606,7 @@ func (c *instantSyncCommitter) SyncWait(*pebble.Batch) error { return nil }
 func TestWorkerSettlesWhileBusy(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
-	const n = 10
+	const n = 4
 	var committed atomic.Int64
 	var w *Worker
 	c := &instantSyncCommitter{db: s.db}
@@ -618,12 +618,15 @@ func TestWorkerSettlesWhileBusy(t *testing.T) {
 			for deadline := time.Now().Add(5 * time.Second); len(w.queue) < n-1 && time.Now().Before(deadline); {
 				time.Sleep(time.Millisecond)
 			}
+		case i == 2:
+			// The first batch's sync is done and back from the syncer.
+			for deadline := time.Now().Add(5 * time.Second); len(w.synced) == 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 		case i == n:
 			if committed.Load() == 0 {
 				t.Errorf("batch %d applied, none of the %d before it reported committed", i, i-1)
 			}
-		default:
-			time.Sleep(5 * time.Millisecond) // a busy worker
 		}
 	}
 	var err error
