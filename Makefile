@@ -51,11 +51,13 @@ test: toolchains
 	$(GO) test -count=1 -timeout 14m $(PKGS)
 
 # Gateway vs bare fasthttp proxy vs direct, and SSE streams, in one run
-# (scripts/bench.sh, ~3 minutes; the HTTP part ~1m40s). GOBENCH=1 also runs every package's Go
-# micro-benchmarks.
+# (scripts/bench.sh, ~3 minutes; the HTTP part ~1m40s), then recording on vs off (~1 minute).
+# GOBENCH=1 also runs every package's Go micro-benchmarks.
 bench: build
 	$(GO) build -o $(BIN)/bareproxy ./internal/bench/bareproxy
 	bash scripts/bench.sh
+	@echo "== session recording on vs off (BenchmarkGatewayRecording: req/s, CPU-µs per request, on/off) =="
+	$(GO) test -run '^$$' -bench BenchmarkGatewayRecording -benchtime 60000x -count 3 ./gateway/
 	@if [ -n "$(GOBENCH)" ]; then $(GO) test -run '^$$' -bench . -benchmem $(PKGS); fi
 
 lint:
