@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/internal/ascii"
 )
 
 // hostFunc is one proxy-wasm host function: it reads its parameters from
@@ -505,38 +506,11 @@ func hGetHeaderMapValue(m *vm, s []uint64) uint32 {
 // making a string of it.
 func lookupHeader(h chain.Headers, name []byte) (string, bool) {
 	for _, f := range h {
-		if equalFoldASCII(f.Name, name) {
+		if ascii.EqualFold(f.Name, name) {
 			return f.Value, true
 		}
 	}
 	return "", false
-}
-
-// equalFoldASCII is strings.EqualFold(a, string(b)); names with non-ASCII
-// bytes take strings.EqualFold itself.
-func equalFoldASCII(a string, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x|y >= 0x80 {
-			return strings.EqualFold(a, string(b))
-		}
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // writableHeaderMap returns the header map of type t, locked for writing:

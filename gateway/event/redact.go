@@ -1,5 +1,7 @@
 package event
 
+import "github.com/wasmgate/wasmgate/internal/ascii"
+
 // HeaderSet is a set of header names matched in any ASCII case: the names
 // whose values are recorded as [Redacted] (sessions.redact). The proxy and
 // the store test every header of every recorded event against it, so a
@@ -32,30 +34,9 @@ func has[T string | []byte](s HeaderSet, name T) bool {
 		return false
 	}
 	for _, n := range s.byLen[len(name)] {
-		if equalFoldASCII(n, name) {
+		if ascii.EqualFold(n, name) {
 			return true
 		}
 	}
 	return false
-}
-
-// equalFoldASCII reports whether a and b (of equal length) are equal
-// ignoring ASCII case.
-func equalFoldASCII[T string | []byte](a string, b T) bool {
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
