@@ -207,6 +207,17 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// count reads a uvarint element count and rejects one that cannot fit in
+// what is left, each element taking at least min bytes: checked before
+// anything is allocated for it.
+func (d *decoder) count(min int) uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)/min) {
+		d.err = errTruncated
+	}
+	return n
+}
+
 func (d *decoder) varint() int64 {
 	if d.err != nil {
 		return 0
@@ -287,13 +298,8 @@ func decodeEvent(v []byte, e *event.Event) error {
 		e.Path = d.str()
 	}
 	if mask&fHeaders != 0 {
-		n := d.uvarint()
-		// Each header takes at least two bytes, so a count above that is
-		// corrupt; checking first keeps a bad count from allocating.
-		if n > uint64(len(d.b))/2 {
-			if d.err == nil {
-				d.err = errTruncated
-			}
+		n := d.count(2)
+		if d.err != nil {
 			return d.err
 		}
 		e.Headers = make([]event.Header, 0, n)
@@ -335,12 +341,8 @@ func decodeEvent(v []byte, e *event.Event) error {
 		e.Message = d.str()
 	}
 	if mask&fCodedHeaders != 0 {
-		n := d.uvarint()
-		// Each header takes at least two bytes (see fHeaders).
-		if n > uint64(len(d.b))/2 {
-			if d.err == nil {
-				d.err = errTruncated
-			}
+		n := d.count(2)
+		if d.err != nil {
 			return d.err
 		}
 		e.Headers = make([]event.Header, 0, n)
