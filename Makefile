@@ -23,7 +23,7 @@ run: build examples
 	@echo "     curl -i -H 'Host: go.example' http://127.0.0.1:8080/json             (401 from the Go plugin)"
 	@echo "     curl -i -H 'Host: c.example' -H 'X-Api-Key: s3cret' http://127.0.0.1:8080/json"
 	@echo "     curl -N -H 'Host: rust.example' -H 'X-Api-Key: s3cret' http://127.0.0.1:8080/sse/mixed"
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	  $(BIN)/upstream -listen 127.0.0.1:9000 & \
 	  $(BIN)/gateway run -config examples/plugins.yaml
 
