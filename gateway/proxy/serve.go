@@ -163,12 +163,6 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 	p, rt, req := x.p, x.rt, &ctx.Request
 	x.long = wantsStream(&req.Header)
 	x.prepareRequest(ctx, &out.Header)
-	if out == req {
-		// Write the request line and Host from the header as edited, as
-		// for a copy, not from the URI fasthttp parsed (which Write would
-		// otherwise re-render, normalizing the path).
-		out.SetRequestURIBytes(out.Header.RequestURI())
-	}
 	if !x.beginSession(ctx) {
 		return false
 	}
@@ -213,6 +207,13 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		resp = fasthttp.AcquireResponse()
 		resp.KeepBodyBuffer = true
 		x.resp = resp
+	}
+	if out == req {
+		// Write the request line and Host from the header as edited, as
+		// for a copy, not from the URI fasthttp parsed (which Write would
+		// otherwise re-render, normalizing the path). Here, after the
+		// last read of ctx's URI (a query session key parses it again).
+		out.SetRequestURIBytes(out.Header.RequestURI())
 	}
 	lease, err := rt.up.Stream(out, resp, x.long)
 	if err != nil {

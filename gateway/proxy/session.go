@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"iter"
 	"sync"
 	"time"
@@ -38,9 +39,30 @@ func sessionKey(ctx *fasthttp.RequestCtx, rt *route) []byte {
 		// route: Peek would copy and normalize it on every request.
 		return ctx.Request.Header.PeekCanonical(rt.sessionHeader)
 	case k.Cookie != "":
-		return ctx.Request.Header.Cookie(k.Cookie)
+		return cookieValue(&ctx.Request.Header, k.Cookie)
 	case k.Query != "":
 		return ctx.QueryArgs().Peek(k.Query)
+	}
+	return nil
+}
+
+// cookieValue finds cookie name in h's Cookie fields without
+// RequestHeader.Cookie, which parses them into cookies that Write then
+// serializes again: the upstream gets the Cookie field as the client sent
+// it. Like fasthttp it takes the first match, trimmed and unquoted.
+func cookieValue(h *fasthttp.RequestHeader, name string) []byte {
+	for _, field := range h.PeekAll(fasthttp.HeaderCookie) {
+		for part := range bytes.SplitSeq(field, []byte{';'}) {
+			i := bytes.IndexByte(part, '=')
+			if i < 0 || string(bytes.Trim(part[:i], " \t")) != name {
+				continue
+			}
+			v := bytes.Trim(part[i+1:], " \t")
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v
+		}
 	}
 	return nil
 }
