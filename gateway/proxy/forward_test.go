@@ -90,3 +90,66 @@ func TestForwardSessionRoutes(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardRepeatedFields sends fields the rewrite reads on more than one
+// line, on the in-place path (no body) and the copy path (a chunked body).
+// As with httputil.ReverseProxy, every Connection line names fields to
+// drop, and the gateway's X-Forwarded-For and Via entries come after all
+// prior values: a second X-Forwarded-For line sent by the client must not
+// end up after the client's address, where an upstream trusting the last
+// entry would take it for the client.
+func TestForwardRepeatedFields(t *testing.T) {
+	verifyNone(t)
+	var mu sync.Mutex
+	var seen []string
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s %s xa=%q xb=%q xff=%q via=%q", r.RequestURI, body,
+			r.Header.Values("X-A"), r.Header.Values("X-B"), r.Header.Values("X-Forwarded-For"), r.Header.Values("Via")))
+		mu.Unlock()
+		w.Header()["Connection"] = []string{"X-Up"}
+		w.Header()["Via"] = []string{"1.0 u1", "1.0 u2"}
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	const fields = "Host: x\r\nConnection: X-A\r\nConnection: X-B\r\nX-A: a\r\nX-B: b\r\n" +
+		"X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nVia: 1.0 a\r\nVia: 1.0 b\r\n"
+	for _, raw := range []string{
+		"GET /inplace HTTP/1.1\r\n" + fields + "\r\n",
+		"POST /copy HTTP/1.1\r\n" + fields + "Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+		// Named in Connection, the prior values go with the hop.
+		"GET /named HTTP/1.1\r\nHost: x\r\nConnection: Via, X-Forwarded-For\r\nX-Forwarded-For: 192.0.2.1\r\nVia: 1.0 a\r\n\r\n",
+	} {
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%q: %d %q", raw, resp.StatusCode, b)
+		}
+		if via := resp.Header.Values("Via"); len(via) != 1 || via[0] != "1.0 u1, 1.0 u2, 1.1 wasmgate" {
+			t.Errorf("response Via %q", via)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	const rest = ` xa=[] xb=[] xff=["192.0.2.1, 192.0.2.2, 127.0.0.1"] via=["1.0 a, 1.0 b, 1.1 wasmgate"]`
+	want := []string{"/inplace " + rest, "/copy ab" + rest,
+		`/named  xa=[] xb=[] xff=["127.0.0.1"] via=["1.1 wasmgate"]`}
+	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
+		t.Errorf("upstream saw\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -47,18 +47,18 @@ var (
 )
 
 // header is the part of fasthttp's request and response headers the
-// stripping code needs.
+// rewrite needs.
 type header interface {
-	Peek(key string) []byte
-	PeekBytes(key []byte) []byte
+	PeekAll(key string) [][]byte
 	DelBytes(key []byte)
 }
 
 // stripHopByHop removes the fixed hop-by-hop fields and every field named in
-// Connection. scratch holds the Connection value while fields are deleted.
+// a Connection line (all of them, not the first only). scratch holds the
+// Connection values while fields are deleted.
 func stripHopByHop(h header, scratch []byte) []byte {
-	if conn := h.PeekBytes(hdrConnection); len(conn) > 0 {
-		scratch = append(scratch[:0], conn...)
+	scratch = appendValues(scratch[:0], h, fasthttp.HeaderConnection)
+	if len(scratch) > 0 {
 		for field := range bytes.SplitSeq(scratch, []byte{','}) {
 			field = bytes.TrimSpace(field)
 			if len(field) > 0 {
@@ -70,6 +70,47 @@ func stripHopByHop(h header, scratch []byte) []byte {
 		h.DelBytes(k)
 	}
 	return scratch
+}
+
+// appendValues appends the values of every line of field key in h to dst,
+// joined with ", " (a field repeated on several lines is one list, RFC 9110
+// §5.3).
+func appendValues(dst []byte, h header, key string) []byte {
+	for i, v := range h.PeekAll(key) {
+		if i > 0 {
+			dst = append(dst, commaSpace...)
+		}
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+// appendPrior appends the values of key in h, each followed by ", ",
+// ready for the gateway's own entry, which goes after every prior one (as
+// httputil.ReverseProxy puts it). It returns how many lines it found.
+func appendPrior(dst []byte, h header, key string) ([]byte, int) {
+	lines := h.PeekAll(key)
+	for _, v := range lines {
+		dst = append(append(dst, v...), commaSpace...)
+	}
+	return dst, len(lines)
+}
+
+// keepPrior reports whether the n prior lines of field key (canonical)
+// still stand after the hop-by-hop fields were stripped (a Connection field
+// may have named it). Several lines are deleted so that SetCanonical, which
+// replaces one line, leaves the joined value alone.
+func keepPrior(h header, key []byte, n int, stripped bool) bool {
+	if n == 0 {
+		return false
+	}
+	if stripped && len(h.PeekAll(string(key))) == 0 {
+		return false
+	}
+	if n > 1 {
+		h.DelBytes(key)
+	}
+	return true
 }
 
 // Fields found by a scan of a header block (see scanRequest).
@@ -230,39 +271,48 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 
 // prepareRequest rewrites out (the client's request header, or a copy) into
 // what the upstream receives; x.reqSeen is what scanRequest found in it.
+//
+// The prior X-Forwarded-For and Via values are read before any hop-by-hop
+// field is deleted: fasthttp's Del moves the last field line into the
+// deleted one's place, which would reorder their repeated lines.
 func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
 	seen := x.reqSeen
-	if seen&seenHop != 0 {
-		x.scratch = stripHopByHop(out, x.scratch)
+	b := x.scratch[:0]
+	var nFwd, nVia int
+	if seen&seenForwarded != 0 {
+		b, nFwd = appendPrior(b, out, fasthttp.HeaderXForwardedFor)
+	}
+	prior := len(b)
+	b = x.p.clientIPs.appendIP(b, x.connID, ctx)
+	via := len(b)
+	if seen&seenVia != 0 {
+		b, nVia = appendPrior(b, out, fasthttp.HeaderVia)
+	}
+	viaPrior := len(b) - via
+	b = append(b, viaValue...)
+
+	stripped := seen&seenHop != 0
+	if stripped {
+		x.hop = stripHopByHop(out, x.hop)
 		// The gateway answered any 100-continue itself; the body is on its way.
 		out.DelBytes(hdrExpect)
 	}
-	out.ResetConnectionClose()
-
-	b := x.scratch[:0]
-	if seen&seenForwarded != 0 {
-		if prior := out.PeekCanonical(hdrXForwardedFor); len(prior) > 0 {
-			b = append(append(b, prior...), commaSpace...)
-		}
+	xff, vb := b[:via], b[via:]
+	if !keepPrior(out, hdrXForwardedFor, nFwd, stripped) {
+		xff = xff[prior:]
 	}
-	b = x.p.clientIPs.appendIP(b, x.connID, ctx)
-	out.SetCanonical(hdrXForwardedFor, b)
-
+	if !keepPrior(out, hdrVia, nVia, stripped) {
+		vb = vb[viaPrior:]
+	}
+	out.ResetConnectionClose()
+	out.SetCanonical(hdrXForwardedFor, xff)
 	if ctx.IsTLS() {
 		out.SetCanonical(hdrXForwardedProt, strHTTPS)
 	} else {
 		out.SetCanonical(hdrXForwardedProt, strHTTP)
 	}
 	out.SetCanonical(hdrXForwardedHost, ctx.Host())
-
-	b = b[:0]
-	if seen&seenVia != 0 {
-		if prior := out.PeekCanonical(hdrVia); len(prior) > 0 {
-			b = append(append(b, prior...), commaSpace...)
-		}
-	}
-	b = append(b, viaValue...)
-	out.SetCanonical(hdrVia, b)
+	out.SetCanonical(hdrVia, vb)
 
 	x.reqID = x.reqID[:0]
 	var id []byte
@@ -279,21 +329,27 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 }
 
 // prepareResponse strips hop-by-hop fields from the upstream response
-// headers already copied into h and adds Via and X-Request-Id.
+// headers already copied into h and adds Via and X-Request-Id (prior Via
+// values read first, as in prepareRequest).
 func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
 	seen := scanResponse(h)
-	if seen&seenHop != 0 {
-		x.scratch = stripHopByHop(h, x.scratch)
+	b := x.scratch[:0]
+	var nVia int
+	if seen&seenVia != 0 {
+		b, nVia = appendPrior(b, h, fasthttp.HeaderVia)
+	}
+	viaPrior := len(b)
+	b = append(b, viaValue...)
+	stripped := seen&seenHop != 0
+	if stripped {
+		x.hop = stripHopByHop(h, x.hop)
+	}
+	vb := b
+	if !keepPrior(h, hdrVia, nVia, stripped) {
+		vb = vb[viaPrior:]
 	}
 	h.ResetConnectionClose()
-	b := x.scratch[:0]
-	if seen&seenVia != 0 {
-		if prior := h.PeekCanonical(hdrVia); len(prior) > 0 {
-			b = append(append(b, prior...), commaSpace...)
-		}
-	}
-	b = append(b, viaValue...)
-	h.SetCanonical(hdrVia, b)
+	h.SetCanonical(hdrVia, vb)
 	if seen&seenRequestID == 0 || len(h.PeekCanonical(hdrXRequestID)) == 0 {
 		h.SetCanonical(hdrXRequestID, x.reqID)
 	}

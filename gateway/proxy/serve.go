@@ -51,6 +51,7 @@ type exchange struct {
 	bodyErr   error
 	reqBody   limitedReader
 	scratch   []byte
+	hop       []byte // stripHopByHop's copy of the Connection values
 	reqID     []byte
 	stream    chain.Stream
 	headers   chain.Headers
@@ -371,7 +372,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], hop: x.hop[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 
