@@ -153,3 +153,84 @@ func TestForwardRepeatedFields(t *testing.T) {
 		t.Errorf("upstream saw\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestForwardReplayedRequest checks that a request sent again (the in-place
+// path forwards the client's own request, edited once) reaches the upstream
+// as it did the first time: an upstream that closes each keep-alive
+// connection unannounced after its answer makes the gateway send the next
+// idempotent request again on a fresh connection, and a dial refused by a
+// first target makes it try the next one.
+func TestForwardReplayedRequest(t *testing.T) {
+	verifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var heads []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					break
+				}
+				if line == "\r\n" {
+					mu.Lock()
+					heads = append(heads, head.String())
+					mu.Unlock()
+					// Answered as keep-alive, then closed.
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					break
+				}
+				if !strings.HasPrefix(line, "X-Request-Id:") {
+					head.WriteString(line)
+				}
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	cfg := testConfig(t, []string{freeAddr(t), ln.Addr().String()}, func(c *config.Config) {
+		c.Upstreams[0].Retries = 1
+	})
+	g := startGateway(t, cfg, nil, nil)
+	c := newClient(t)
+	const n = 4
+	for range n {
+		req, _ := http.NewRequest("GET", "http://"+g.addr+"/r?a=%2f", nil)
+		req.Header.Set("X-Forwarded-For", "192.0.2.1")
+		req.Header.Set("Connection", "X-Hop")
+		req.Header.Set("X-Hop", "1")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("status %d %q", resp.StatusCode, b)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heads) != n {
+		t.Fatalf("upstream saw %d requests, want %d", len(heads), n)
+	}
+	want := "GET /r?a=%2f HTTP/1.1\r\nUser-Agent: Go-http-client/1.1\r\nHost: " + g.addr + "\r\nAccept-Encoding: gzip\r\n" +
+		"X-Forwarded-For: 192.0.2.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " + g.addr + "\r\nVia: 1.1 wasmgate\r\n"
+	for i, h := range heads {
+		if h != want {
+			t.Errorf("request %d reached the upstream as\n%q\nwant\n%q", i, h, want)
+		}
+	}
+}
