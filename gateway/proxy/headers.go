@@ -119,6 +119,9 @@ const (
 	seenForwarded             // X-Forwarded-For
 	seenVia                   // Via
 	seenRequestID             // X-Request-Id
+	seenLength                // Content-Length (for badFraming)
+	seenTE                    // Transfer-Encoding (for badFraming)
+	seenBadTE                 // a Transfer-Encoding other than chunked (scanRequest only)
 )
 
 // classify says which of the fields the rewrite cares about key is. fasthttp
@@ -149,12 +152,20 @@ func classify(key []byte) int {
 		if equalFoldASCII(key, "x-request-id") {
 			return seenRequestID
 		}
+	case 14:
+		if equalFoldASCII(key, "content-length") {
+			return seenLength
+		}
 	case 15:
 		if equalFoldASCII(key, "x-forwarded-for") {
 			return seenForwarded
 		}
-	case 16, 17, 18, 19:
-		if equalFoldASCII(key, "proxy-connection") || equalFoldASCII(key, "transfer-encoding") ||
+	case 17:
+		if equalFoldASCII(key, "transfer-encoding") {
+			return seenHop | seenTE
+		}
+	case 16, 18, 19:
+		if equalFoldASCII(key, "proxy-connection") ||
 			equalFoldASCII(key, "proxy-authenticate") || equalFoldASCII(key, "proxy-authorization") {
 			return seenHop
 		}
@@ -167,7 +178,8 @@ func classify(key []byte) int {
 // appends only: no per-field key normalization, deletion or lookup.
 //
 // scanRequest reads the field names from the raw header block, a memchr
-// per line, and also counts the fields (for limits.max_headers).
+// per line, and also counts the fields (for limits.max_headers) and notes
+// what badFraming needs.
 // RequestHeader.All (and Len, which uses it) would parse the Cookie field
 // into cookies, which Write then serializes again: a cost per request with
 // cookies, and a rewrite of a field the gateway should forward as it came.
@@ -185,7 +197,11 @@ func scanRequest(h *fasthttp.RequestHeader) (seen, fields int) {
 			continue
 		}
 		fields++
-		seen |= classify(bytes.TrimRight(line[:i], " \t"))
+		c := classify(bytes.TrimRight(line[:i], " \t"))
+		if c&seenTE != 0 && !equalFoldASCII(bytes.TrimSpace(line[i+1:]), "chunked") {
+			c |= seenBadTE
+		}
+		seen |= c
 	}
 	return seen, fields
 }

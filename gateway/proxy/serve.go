@@ -112,13 +112,13 @@ func (p *Proxy) Serve(ctx *fasthttp.RequestCtx) {
 func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	p := x.p
 	req := &ctx.Request
-	if reason := badFraming(&req.Header); reason != "" {
+	var fields int
+	x.reqSeen, fields = scanRequest(&req.Header)
+	if reason := badFraming(x.reqSeen); reason != "" {
 		ctx.SetConnectionClose()
 		x.fail(ctx, fasthttp.StatusBadRequest, reason, nil)
 		return false
 	}
-	var fields int
-	x.reqSeen, fields = scanRequest(&req.Header)
 	if max := p.maxHeaders; max > 0 && fields > max {
 		ctx.SetConnectionClose()
 		x.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "too many request header fields", nil)
@@ -401,59 +401,15 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 // request carrying both Content-Length and Transfer-Encoding (fasthttp lets
 // Transfer-Encoding win; nginx and Envoy answer 400 to avoid smuggling), or
 // a Transfer-Encoding other than chunked (fasthttp drops "identity"
-// silently). Only requests whose raw header block has a Transfer-Encoding
-// field line are scanned further.
-func badFraming(h *fasthttp.RequestHeader) string {
-	raw := h.RawHeaders()
-	if !hasFieldLine(raw, "transfer-encoding") {
-		return ""
-	}
-	te, cl := false, false
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		i := bytes.IndexByte(line, ':')
-		if i <= 0 {
-			continue
-		}
-		name, value := line[:i], bytes.TrimSpace(line[i+1:])
-		switch {
-		case equalFoldASCII(name, "content-length"):
-			cl = true
-		case equalFoldASCII(name, "transfer-encoding"):
-			te = true
-			if !equalFoldASCII(value, "chunked") {
-				return "unsupported Transfer-Encoding (only chunked is accepted)"
-			}
-		}
-	}
-	if te && cl {
+// silently). seen is what scanRequest found in the raw header block.
+func badFraming(seen int) string {
+	switch {
+	case seen&seenBadTE != 0:
+		return "unsupported Transfer-Encoding (only chunked is accepted)"
+	case seen&seenTE != 0 && seen&seenLength != 0:
 		return "both Content-Length and Transfer-Encoding"
 	}
 	return ""
-}
-
-// hasFieldLine reports whether a line of the raw header block raw is a
-// field named name (lower-case ASCII), in any case. It looks at the start
-// of each line only (a memchr per line), so the common request, without the
-// field, costs a few nanoseconds per line instead of a byte-by-byte search
-// of the whole block.
-func hasFieldLine(raw []byte, name string) bool {
-	for {
-		if len(raw) > len(name) && raw[len(name)] == ':' && raw[0]|0x20 == name[0] &&
-			equalFoldASCII(raw[:len(name)], name) {
-			return true
-		}
-		i := bytes.IndexByte(raw, '\n')
-		if i < 0 {
-			return false
-		}
-		raw = raw[i+1:]
-	}
 }
 
 // wantsStream says whether a request should take the stream pool: its
