@@ -40,6 +40,13 @@ func TestHardeningRawTCP(t *testing.T) {
 		{"body over limit (CL)", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n" + strings.Repeat("b", 2048), 413, "request body too large"},
 		{"TE identity", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 4\r\n\r\nabcd", 400, "unsupported Transfer-Encoding"},
 		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 150) + "\r\n", 431, "too many request header fields"},
+		{"two TE fields", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "malformed request"},
+		{"TE list", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400, "malformed request"},
+		{"TE on HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "malformed request"},
+		{"TE value on a continuation line", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 4\r\n\r\nabcd", 400, "unsupported Transfer-Encoding"},
+		{"signed CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd", 400, "malformed request"},
+		{"CL list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 4\r\n\r\nabcd", 400, "malformed request"},
+		{"NUL in a value", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-A: a\x00b\r\n\r\nabcd", 400, "malformed request"},
 		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, "malformed request body"},
 		{"body over limit (chunked)", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("b", 2048) + "\r\n0\r\n\r\n", 413, "request body too large"},
 	} {
@@ -59,6 +66,16 @@ func TestHardeningRawTCP(t *testing.T) {
 			t.Fatalf("upstream saw a rejected request: %s", h)
 		}
 	default:
+	}
+	// A header block of exactly limits.max_header_bytes passes; one byte
+	// more does not.
+	const head = "GET /exact HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+	exact := head + strings.Repeat("a", 4<<10-len(head)-len("\r\n\r\n")) + "\r\n\r\n"
+	if resp := rawRequest(t, g.addr, exact, 5*time.Second); statusOf(resp) != 200 || <-hits != "GET /exact 0" {
+		t.Fatalf("header block of max_header_bytes: %q", resp)
+	}
+	if resp := rawRequest(t, g.addr, head+"a"+exact[len(head):], 5*time.Second); statusOf(resp) != 431 {
+		t.Fatalf("header block of max_header_bytes+1: %q", resp)
 	}
 	// Expect: 100-continue is answered by the gateway, then the body flows.
 	resp0 := rawRequest(t, g.addr, "POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nhello", 5*time.Second)
