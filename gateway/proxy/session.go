@@ -232,7 +232,17 @@ func (x *exchange) recordRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request
 	e := x.newEvent(event.Request)
 	set := x.p.settings()
 	e.Method = methodString(out.Header.Method())
-	e.Path, e.Headers = set.redact.captureHeaders(&out.Header, out.Header.RequestURI())
+	h := &out.Header
+	if len(h.PeekAll(fasthttp.HeaderCookie)) > 0 {
+		// RequestHeader.All, which captureHeaders uses, parses the Cookie
+		// field into cookies that Write would then send re-serialized:
+		// capture from a copy so the upstream gets the field as it came.
+		c := cookieHeaders.Get().(*fasthttp.RequestHeader)
+		defer cookieHeaders.Put(c)
+		h.CopyTo(c)
+		h = c
+	}
+	e.Path, e.Headers = set.redact.captureHeaders(h, h.RequestURI())
 	e.BodyBytes = int64(out.Header.ContentLength())
 	if !out.IsBodyStream() {
 		b := out.Body()
@@ -244,6 +254,9 @@ func (x *exchange) recordRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request
 	x.method, x.path = e.Method, e.Path
 	x.p.sink.Record(e)
 }
+
+// cookieHeaders holds request headers recordRequest captures from.
+var cookieHeaders = sync.Pool{New: func() any { return new(fasthttp.RequestHeader) }}
 
 func (x *exchange) recordResponse(h *fasthttp.ResponseHeader) {
 	if !x.records() {
