@@ -30,7 +30,6 @@ var hopByHop = [][]byte{
 }
 
 var (
-	hdrConnection     = []byte("Connection")
 	hdrXForwardedFor  = []byte("X-Forwarded-For")
 	hdrXForwardedHost = []byte("X-Forwarded-Host")
 	hdrXForwardedProt = []byte("X-Forwarded-Proto")
