@@ -95,14 +95,11 @@ func appendPrior(dst []byte, h header, key string) ([]byte, int) {
 	return dst, len(lines)
 }
 
-// keepPrior reports whether the n prior lines of field key (canonical)
+// keepPrior reports whether the n (> 0) prior lines of field key (canonical)
 // still stand after the hop-by-hop fields were stripped (a Connection field
 // may have named it). Several lines are deleted so that SetCanonical, which
 // replaces one line, leaves the joined value alone.
 func keepPrior(h header, key []byte, n int, stripped bool) bool {
-	if n == 0 {
-		return false
-	}
 	if stripped && len(h.PeekAll(string(key))) == 0 {
 		return false
 	}
@@ -313,10 +310,10 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 		out.DelBytes(hdrExpect)
 	}
 	xff, vb := b[:via], b[via:]
-	if !keepPrior(out, hdrXForwardedFor, nFwd, stripped) {
+	if nFwd > 0 && !keepPrior(out, hdrXForwardedFor, nFwd, stripped) {
 		xff = xff[prior:]
 	}
-	if !keepPrior(out, hdrVia, nVia, stripped) {
+	if nVia > 0 && !keepPrior(out, hdrVia, nVia, stripped) {
 		vb = vb[viaPrior:]
 	}
 	out.ResetConnectionClose()
@@ -360,7 +357,7 @@ func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
 		x.hop = stripHopByHop(h, x.hop)
 	}
 	vb := b
-	if !keepPrior(h, hdrVia, nVia, stripped) {
+	if nVia > 0 && !keepPrior(h, hdrVia, nVia, stripped) {
 		vb = vb[viaPrior:]
 	}
 	h.ResetConnectionClose()
