@@ -189,8 +189,8 @@ func scanRequest(h *fasthttp.RequestHeader) (seen, fields int) {
 			raw = nil
 		}
 		i := bytes.IndexByte(line, ':')
-		if i <= 0 {
-			continue
+		if i <= 0 || line[0] == ' ' || line[0] == '\t' {
+			continue // not a field line, or a continuation (obs-fold) of one
 		}
 		fields++
 		c := classify(bytes.TrimRight(line[:i], " \t"))

@@ -97,4 +97,11 @@ func TestScanRequest(t *testing.T) {
 			t.Errorf("%q: %d fields, want %d", b, n, lines)
 		}
 	}
+
+	// A continuation line (obs-fold, joined by fasthttp) is no field of its
+	// own for limits.max_headers, even with a colon in it.
+	h := readRequestHeader(t, "GET / HTTP/1.1\r\nHost: x\r\nX-F: a\r\n b: c\r\n\td: e\r\n\r\n")
+	if _, n := scanRequest(h); n != 2 {
+		t.Errorf("folded block: %d fields, want 2", n)
+	}
 }
