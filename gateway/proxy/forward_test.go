@@ -60,17 +60,7 @@ func TestForwardSessionRoutes(t *testing.T) {
 				"GET /q/a//b/./c/../d?session=s1&x=%2f&y HTTP/1.1\r\nHost: x\r\n\r\n",
 				"GET /c/a//b/../d?x=%2f HTTP/1.1\r\nHost: x\r\nCookie: sid=s2;b=2;  c\r\n\r\n",
 			} {
-				if _, err := io.WriteString(c, raw); err != nil {
-					t.Fatal(err)
-				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				if resp.StatusCode != 200 {
-					t.Fatalf("%q: %d %q", raw, resp.StatusCode, b)
-				}
+				send200(t, c, br, raw)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -144,17 +134,7 @@ func TestForwardRepeatedFields(t *testing.T) {
 		// Named in Connection, the prior values go with the hop.
 		"GET /named HTTP/1.1\r\nHost: x\r\nConnection: Via, X-Forwarded-For\r\nX-Forwarded-For: 192.0.2.1\r\nVia: 1.0 a\r\n\r\n",
 	} {
-		if _, err := io.WriteString(c, raw); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			t.Fatalf("%q: %d %q", raw, resp.StatusCode, b)
-		}
+		resp, _ := send200(t, c, br, raw)
 		if via := resp.Header.Values("Via"); len(via) != 1 || via[0] != "1.0 u1, 1.0 u2, 1.1 wasmgate" {
 			t.Errorf("response Via %q", via)
 		}

@@ -244,6 +244,15 @@ func TestClientReadLimits(t *testing.T) {
 // get sends raw on c and checks the response is a 200 "ok".
 func get(t *testing.T, c net.Conn, br *bufio.Reader, raw string) {
 	t.Helper()
+	if _, b := send200(t, c, br, raw); string(b) != "ok" {
+		t.Fatalf("body %q, want ok", b)
+	}
+}
+
+// send200 sends raw on c, reads the response from br and fails unless it
+// is a 200; it returns the response and its body.
+func send200(t *testing.T, c net.Conn, br *bufio.Reader, raw string) (*http.Response, []byte) {
+	t.Helper()
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +261,8 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader, raw string) {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || string(b) != "ok" {
-		t.Fatalf("status %d %q", resp.StatusCode, b)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%q: status %d %q", raw, resp.StatusCode, b)
 	}
+	return resp, b
 }
