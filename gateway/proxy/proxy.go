@@ -244,8 +244,13 @@ func (p *Proxy) connState(c net.Conn, s fasthttp.ConnState) {
 			_, _ = io.WriteString(c, connLimitResponse)
 			_ = c.Close()
 		}
-	case fasthttp.StateHijacked, fasthttp.StateClosed:
+	case fasthttp.StateClosed:
 		p.served.Add(-1)
+		// StateHijacked: the relay's hijack callback moves the connection
+		// from served to hijacked. fasthttp reports StateHijacked only once
+		// its serving goroutine returns, after starting the callback's, so
+		// a stream could already be open and counted as hijacked while
+		// still counted as served: a new connection got a spurious 503.
 	}
 }
 

@@ -151,6 +151,9 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 // hijacked runs when fasthttp hands over the connection (Server has
 // KeepHijackedConns, so it neither closes it nor keeps its buffers).
 func (rs *relayState) hijacked(c net.Conn) {
+	// No longer fasthttp's to count (see Proxy.connState); first, so that
+	// the connection is never counted twice.
+	rs.x.p.served.Add(-1)
 	if !rs.owner.CompareAndSwap(0, connOwned) {
 		_ = c.Close() // the relay gave up waiting
 		return
