@@ -349,8 +349,12 @@ func TestGCWhileSpinning(t *testing.T) {
 	best := slices.Min(metered)
 	switch {
 	case best <= 20*time.Millisecond:
-	case best <= 2*slices.Min(plain):
-		t.Logf("machine too loaded for 20 ms; metered guests delay GC no more than plain Go does")
+	case best <= 3*slices.Min(plain) || best <= 100*time.Millisecond:
+		// A guest that never yields holds GC for the whole budget
+		// (control: ~1 s), so this still catches a meter that stops
+		// yielding; the slack is for a shared box (CI saw 22 ms against
+		// plain Go's best of 10.5 ms).
+		t.Logf("machine too loaded for 20 ms; metered guests delay GC about as much as plain Go does")
 	default:
 		t.Fatalf("runtime.GC took %v while 2 metered guests spun (plain Go: %v)", metered, plain)
 	}
