@@ -245,12 +245,14 @@ func TestClientReadLimits(t *testing.T) {
 	}
 }
 
-// get sends raw on c and checks the response is a 200 "ok".
-func get(t *testing.T, c net.Conn, br *bufio.Reader, raw string) {
+// get sends raw on c, checks the response is a 200 "ok" and returns it.
+func get(t *testing.T, c net.Conn, br *bufio.Reader, raw string) *http.Response {
 	t.Helper()
-	if _, b := send200(t, c, br, raw); string(b) != "ok" {
-		t.Fatalf("body %q, want ok", b)
+	resp, b := send200(t, c, br, raw)
+	if string(b) != "ok" {
+		t.Fatalf("%q: body %q, want ok", raw, b)
 	}
+	return resp
 }
 
 // send200 sends raw on c, reads the response from br and fails unless it

@@ -387,33 +387,18 @@ func TestForwardClientRequest(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
-	exchange := func(raw string) *http.Response {
-		t.Helper()
-		if _, err := io.WriteString(c, raw); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 || string(b) != "ok" {
-			t.Fatalf("%q: %d %q", raw, resp.StatusCode, b)
-		}
-		return resp
-	}
 	// HTTP/1.0 with keep-alive: the connection must stay open although
 	// the Connection field is stripped before the upstream sees it.
-	if resp := exchange("GET /a//b/./c/../d?q=%2f&x HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"); resp.Close {
+	if resp := get(t, c, br, "GET /a//b/./c/../d?q=%2f&x HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"); resp.Close {
 		t.Fatal("HTTP/1.0 keep-alive connection closed")
 	}
-	exchange("POST /p%20q HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nsmall")
+	get(t, c, br, "POST /p%20q HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nsmall")
 	// The Cookie field goes as it came, not parsed and written again.
-	exchange("GET /cookie HTTP/1.1\r\nHost: x\r\nCookie: a=1;b=2;  c\r\n\r\n")
-	exchange("POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+	get(t, c, br, "GET /cookie HTTP/1.1\r\nHost: x\r\nCookie: a=1;b=2;  c\r\n\r\n")
+	get(t, c, br, "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 	// Connection: close ends the client connection after the response;
 	// the upstream connection is not closed for it.
-	if resp := exchange("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !resp.Close {
+	if resp := get(t, c, br, "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !resp.Close {
 		t.Fatal("Connection: close not honoured")
 	}
 	if n, err := br.ReadByte(); err != io.EOF {

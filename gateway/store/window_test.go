@@ -30,18 +30,7 @@ func (l *commitLog) onCommit(evs []*event.Event) {
 }
 
 // has reports whether an event with message msg is committed.
-func (l *commitLog) has(msg string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, b := range l.batches {
-		for _, e := range b {
-			if strings.HasSuffix(e, ":"+msg) {
-				return true
-			}
-		}
-	}
-	return false
-}
+func (l *commitLog) has(msg string) bool { return l.batchOf(msg) != nil }
 
 // batchOf is the batch holding msg (nil if none).
 func (l *commitLog) batchOf(msg string) []string {
