@@ -283,13 +283,17 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 
 // prepareRequest rewrites out (the client's request header, or a copy) into
 // what the upstream receives; x.reqSeen is what scanRequest found in it.
+// It strips the hop-by-hop fields and works out the values of the
+// gateway's own fields (X-Forwarded-For/-Proto/-Host, Via, X-Request-Id),
+// which then either go upstream as lines after the header block as it is
+// (appendForwarding, for Stream) or are set on out (setForwarding).
 //
 // The prior X-Forwarded-For and Via values are read before any hop-by-hop
 // field is deleted: fasthttp's Del moves the last field line into the
 // deleted one's place, which would reorder their repeated lines.
 func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
 	seen := x.reqSeen
-	b := x.scratch[:0]
+	b := x.fwdValues[:0]
 	var nFwd, nVia int
 	if seen&seenForwarded != 0 {
 		b, nFwd = appendPrior(b, out, fasthttp.HeaderXForwardedFor)
@@ -309,35 +313,77 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 		// The gateway answered any 100-continue itself; the body is on its way.
 		out.DelBytes(hdrExpect)
 	}
-	xff, vb := b[:via], b[via:]
+	x.xff, x.via = [2]int{0, via}, [2]int{via, len(b)}
 	if nFwd > 0 && !keepPrior(out, hdrXForwardedFor, nFwd, stripped) {
-		xff = xff[prior:]
+		x.xff[0] = prior
 	}
 	if nVia > 0 && !keepPrior(out, hdrVia, nVia, stripped) {
-		vb = vb[viaPrior:]
+		x.via[0] += viaPrior
 	}
 	out.ResetConnectionClose()
-	out.SetCanonical(hdrXForwardedFor, xff)
-	if ctx.IsTLS() {
-		out.SetCanonical(hdrXForwardedProt, strHTTPS)
-	} else {
-		out.SetCanonical(hdrXForwardedProt, strHTTP)
-	}
-	out.SetCanonical(hdrXForwardedHost, ctx.Host())
-	out.SetCanonical(hdrVia, vb)
 
 	x.reqID = x.reqID[:0]
 	var id []byte
 	if seen&seenRequestID != 0 {
 		id = out.PeekCanonical(hdrXRequestID)
 	}
-	if len(id) > 0 && len(id) <= 128 {
+	keepID := len(id) > 0 && len(id) <= 128
+	if keepID {
 		x.reqID = append(x.reqID, id...)
 	} else {
 		x.reqID = x.appendNextID(x.reqID)
+	}
+	x.addID = !keepID
+	// A prior line to replace takes a Set, which replaces it in place.
+	x.fwdLines = nFwd == 0 && nVia == 0 && (keepID || seen&seenRequestID == 0)
+	x.fwdValues = b
+}
+
+// setForwarding sets the gateway's fields (see prepareRequest) on out.
+func (x *exchange) setForwarding(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
+	b := x.fwdValues
+	out.SetCanonical(hdrXForwardedFor, b[x.xff[0]:x.xff[1]])
+	if ctx.IsTLS() {
+		out.SetCanonical(hdrXForwardedProt, strHTTPS)
+	} else {
+		out.SetCanonical(hdrXForwardedProt, strHTTP)
+	}
+	out.SetCanonical(hdrXForwardedHost, ctx.Host())
+	out.SetCanonical(hdrVia, b[x.via[0]:x.via[1]])
+	if x.addID {
 		out.SetCanonical(hdrXRequestID, x.reqID)
 	}
-	x.scratch = b
+}
+
+// appendForwarding appends the gateway's fields (see prepareRequest) to dst
+// as header lines, for a request x.fwdLines allows it for.
+func (x *exchange) appendForwarding(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	b := x.fwdValues
+	dst = append(append(dst, "X-Forwarded-For: "...), b[x.xff[0]:x.xff[1]]...)
+	if ctx.IsTLS() {
+		dst = append(dst, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: "...)
+	} else {
+		dst = append(dst, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
+	}
+	dst = appendFieldValue(dst, ctx.Host())
+	dst = append(append(dst, "\r\nVia: "...), b[x.via[0]:x.via[1]]...)
+	if x.addID {
+		dst = append(append(dst, "\r\nX-Request-Id: "...), x.reqID...)
+	}
+	return append(dst, '\r', '\n')
+}
+
+// appendFieldValue appends v with any CR or LF in it turned into a space
+// (as fasthttp's Set does), so that it stays one field line.
+func appendFieldValue(dst, v []byte) []byte {
+	n := len(dst)
+	dst = append(dst, v...)
+	for i := n; i < len(dst); i++ {
+		if dst[i] == '\r' || dst[i] == '\n' {
+			dst[i] = ' '
+		}
+	}
+	return dst
 }
 
 // prepareResponse strips hop-by-hop fields from the upstream response

@@ -3,12 +3,16 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/wasmgate/wasmgate/gateway/upstream"
 )
 
 // browserRequest is a typical browser request header block.
@@ -21,11 +25,13 @@ const browserRequest = "GET /api/v1/items?id=42&sort=desc HTTP/1.1\r\nHost: exam
 // BenchmarkRequestRewrite prices turning a client request into the
 // upstream request and serializing it: a copy of the header edited and
 // written ("copy", what a route with plugins does), or the client's own
-// request edited in place ("in-place", the plain route). Both parse the
-// request again each time, so the difference is the copy.
+// request edited in place ("in-place", the plain route), its forwarding
+// fields set on the header or ("in-place-lines", what a plain route does)
+// written as lines after it. All parse the request again each time, so the
+// differences are the copy and the Sets.
 func BenchmarkRequestRewrite(b *testing.B) {
 	p := &Proxy{ids: newRequestIDs(), clientIPs: new(clientIPs)}
-	for _, mode := range []string{"copy", "in-place"} {
+	for _, mode := range []string{"copy", "in-place", "in-place-lines"} {
 		b.Run(mode, func(b *testing.B) {
 			var ctx fasthttp.RequestCtx
 			ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4000}, nil)
@@ -50,10 +56,18 @@ func BenchmarkRequestRewrite(b *testing.B) {
 				}
 				x.reqSeen, _ = scanRequest(&ctx.Request.Header)
 				x.prepareRequest(&ctx, &req.Header)
-				if mode == "in-place" {
+				if mode != "copy" {
 					req.SetRequestURIBytes(req.Header.RequestURI())
 				}
-				if err := req.Write(bw); err != nil {
+				var err error
+				if mode == "in-place-lines" {
+					x.fwd = x.appendForwarding(x.fwd[:0], &ctx)
+					err = upstream.WriteWithFields(bw, req, x.fwd)
+				} else {
+					x.setForwarding(&ctx, &req.Header)
+					err = req.Write(bw)
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
 				bw.Reset(io.Discard)
@@ -103,5 +117,86 @@ func TestScanRequest(t *testing.T) {
 	h := readRequestHeader(t, "GET / HTTP/1.1\r\nHost: x\r\nX-F: a\r\n b: c\r\n\td: e\r\n\r\n")
 	if _, n := scanRequest(h); n != 2 {
 		t.Errorf("folded block: %d fields, want 2", n)
+	}
+}
+
+// TestForwardingLines checks that the gateway's fields written as lines
+// after the client's header block (a plain route) reach the upstream as the
+// same fields as when set on the header (recording, plugins, a streamed
+// body), and that fwdLines allows lines only when no prior line needs
+// replacing.
+func TestForwardingLines(t *testing.T) {
+	p := &Proxy{ids: newRequestIDs(), clientIPs: new(clientIPs)}
+	for _, tc := range []struct {
+		name, block string
+		lines       bool
+	}{
+		{"plain", "Accept: */*\r\n", true},
+		{"browser", browserRequest[strings.Index(browserRequest, "User-Agent:") : len(browserRequest)-2], true},
+		{"request id kept", "X-Request-Id: abc-123\r\n", true},
+		{"hop-by-hop", "Connection: X-A, keep-alive\r\nX-A: 1\r\nTE: trailers\r\n", true},
+		{"empty request id", "X-Request-Id:\r\n", false},
+		{"prior forwarded", "X-Forwarded-For: 10.0.0.1\r\n", false},
+		{"prior via", "Via: 1.0 edge\r\nVia: 1.0 edge2\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := "POST /p?q=1 HTTP/1.1\r\nHost: example.test\r\n" + tc.block + "Content-Length: 2\r\n\r\nhi"
+			send := func(lines bool) (*http.Request, *exchange) {
+				var ctx fasthttp.RequestCtx
+				ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4000}, nil)
+				if err := ctx.Request.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+					t.Fatal(err)
+				}
+				x := &exchange{p: p}
+				req := &ctx.Request
+				x.reqSeen, _ = scanRequest(&req.Header)
+				x.prepareRequest(&ctx, &req.Header)
+				req.SetRequestURIBytes(req.Header.RequestURI())
+				var buf bytes.Buffer
+				bw := bufio.NewWriter(&buf)
+				var err error
+				if lines {
+					x.fwd = x.appendForwarding(nil, &ctx)
+					err = upstream.WriteWithFields(bw, req, x.fwd)
+				} else {
+					x.setForwarding(&ctx, &req.Header)
+					err = req.Write(bw)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				bw.Flush()
+				r, err := http.ReadRequest(bufio.NewReader(&buf))
+				if err != nil {
+					t.Fatalf("upstream cannot read %q: %v", buf.String(), err)
+				}
+				return r, x
+			}
+			set, x := send(false)
+			if x.fwdLines != tc.lines {
+				t.Errorf("fwdLines %v, want %v", x.fwdLines, tc.lines)
+			}
+			if !tc.lines {
+				return
+			}
+			lined, _ := send(true)
+			// Request ids differ (each exchange takes a new one).
+			if a, b := set.Header.Get("X-Request-Id"), lined.Header.Get("X-Request-Id"); len(a) != len(b) || a == "" {
+				t.Errorf("X-Request-Id set %q, as a line %q", a, b)
+			}
+			set.Header.Del("X-Request-Id")
+			lined.Header.Del("X-Request-Id")
+			if fmt.Sprint(set.Header) != fmt.Sprint(lined.Header) || set.Host != lined.Host || set.RequestURI != lined.RequestURI {
+				t.Errorf("fields set:\n%v\nas lines:\n%v", set.Header, lined.Header)
+			}
+			for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Via"} {
+				if len(lined.Header.Values(k)) != 1 {
+					t.Errorf("%s: %q, want one line", k, lined.Header.Values(k))
+				}
+			}
+			if b, _ := io.ReadAll(lined.Body); string(b) != "hi" {
+				t.Errorf("body %q", b)
+			}
+		})
 	}
 }

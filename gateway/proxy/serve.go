@@ -47,12 +47,21 @@ type exchange struct {
 	ids           *requestIDs
 	idNext, idEnd uint64
 
-	body      io.Reader // upstream response body
-	bodyErr   error
-	reqBody   limitedReader
-	scratch   []byte
-	hop       []byte // stripHopByHop's copy of the Connection values
-	reqID     []byte
+	body    io.Reader // upstream response body
+	bodyErr error
+	reqBody limitedReader
+	scratch []byte
+	hop     []byte // stripHopByHop's copy of the Connection values
+	reqID   []byte
+	// The values of the gateway's own request fields (prepareRequest):
+	// X-Forwarded-For is fwdValues[xff[0]:xff[1]], Via likewise, and
+	// X-Request-Id is reqID, added when addID. fwdLines: they may go
+	// upstream as lines after the header block (fwd) rather than be set.
+	fwdValues []byte
+	xff, via  [2]int
+	addID     bool
+	fwdLines  bool
+	fwd       []byte
 	stream    chain.Stream
 	headers   chain.Headers
 	cs        chainScratch
@@ -167,6 +176,17 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 	if !x.beginSession(ctx) {
 		return false
 	}
+	// The client's own request, not recorded, goes with the gateway's
+	// fields as lines after its header block (Stream writes them): no Set
+	// per field. Anything that reads or rewrites the header (recording, the
+	// chain) or a streamed body gets them set.
+	var fields []byte
+	if x.fwdLines && out == req && x.session == "" && len(out.Header.Host()) > 0 {
+		x.fwd = x.appendForwarding(x.fwd[:0], ctx)
+		fields = x.fwd
+	} else {
+		x.setForwarding(ctx, &out.Header)
+	}
 
 	switch {
 	case out == req:
@@ -216,7 +236,7 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		// last read of ctx's URI (a query session key parses it again).
 		out.SetRequestURIBytes(out.Header.RequestURI())
 	}
-	lease, err := rt.up.Stream(out, resp, x.long)
+	lease, err := rt.up.Stream(out, fields, resp, x.long)
 	if err != nil {
 		if x.reqBody.exceeded {
 			ctx.SetConnectionClose()
@@ -239,6 +259,9 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 	x.status = resp.StatusCode()
 	if x.session == "" && x.p.sessions != nil {
 		if x.sessionFromResponse(&ctx.Response.Header); x.session != "" {
+			if fields != nil {
+				x.setForwarding(ctx, &out.Header) // recorded as sent
+			}
 			x.recordRequest(ctx, out)
 		}
 	}
@@ -372,7 +395,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], hop: x.hop[:0], reqID: x.reqID[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], hop: x.hop[:0], reqID: x.reqID[:0], fwdValues: x.fwdValues[:0], fwd: x.fwd[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 

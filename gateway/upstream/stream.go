@@ -124,7 +124,17 @@ func (l *Lease) Release(complete bool) {
 // read too and the Lease is nil; otherwise the body is left on the
 // connection, readable through resp.BodyStream, and the Lease must be
 // released when done. Retries follow the same rules as Do.
-func (u *Upstream) Stream(req *fasthttp.Request, resp *fasthttp.Response, long bool) (*Lease, error) {
+//
+// fields, when not empty, are header field lines (each ending in CRLF)
+// written at the end of req's header block, as they are: a caller adding
+// fields rendered once saves a Set per field (a scan of the header's fields
+// and a copy of the value). They must be well-formed (no CR or LF inside a
+// value); req must then have its body in memory (no body stream), a Host
+// field and no announced trailer.
+func (u *Upstream) Stream(req *fasthttp.Request, fields []byte, resp *fasthttp.Response, long bool) (*Lease, error) {
+	if len(fields) > 0 && (req.IsBodyStream() || len(req.Header.Host()) == 0) {
+		return nil, errFieldsUnsupported
+	}
 	attempts := 1
 	if isIdempotent(req) {
 		attempts += u.cfg.Retries
@@ -140,7 +150,7 @@ func (u *Upstream) Stream(req *fasthttp.Request, resp *fasthttp.Response, long b
 			return nil, ErrNoHealthyTarget
 		}
 		tried |= 1 << (uint(i) & 63)
-		l, err := t.streamOn(req, resp, long)
+		l, err := t.streamOn(req, fields, resp, long)
 		if err == nil {
 			return l, nil
 		}
@@ -161,7 +171,7 @@ func (t *Target) done(long bool) {
 	}
 }
 
-func (t *Target) streamOn(req *fasthttp.Request, resp *fasthttp.Response, long bool) (*Lease, error) {
+func (t *Target) streamOn(req *fasthttp.Request, fields []byte, resp *fasthttp.Response, long bool) (*Lease, error) {
 	hc, n, waits := t.hc, &t.inFlight, t.waits
 	if long {
 		hc, n, waits = t.stream, &t.streams, t.streamWaits
@@ -173,7 +183,7 @@ func (t *Target) streamOn(req *fasthttp.Request, resp *fasthttp.Response, long b
 	var l *Lease
 	var err error
 	for try := 0; try < 3; try++ {
-		l, err = t.exchange(hc, req, resp, long)
+		l, err = t.exchange(hc, req, fields, resp, long)
 		if err != errStale || !replayable {
 			break
 		}
@@ -197,7 +207,7 @@ func (t *Target) streamOn(req *fasthttp.Request, resp *fasthttp.Response, long b
 }
 
 // exchange runs one request on one connection of hc.
-func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, long bool) (*Lease, error) {
+func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields []byte, resp *fasthttp.Response, long bool) (*Lease, error) {
 	cc, err := hc.AcquireConn(0, req.ConnectionClose())
 	if err != nil {
 		return nil, err
@@ -205,7 +215,11 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	reused := cc.LastUseTime().After(cc.CreatedTime())
 	conn := cc.Conn()
 	bw := hc.AcquireWriter(conn)
-	err = req.Write(bw)
+	if len(fields) > 0 {
+		err = WriteWithFields(bw, req, fields)
+	} else {
+		err = req.Write(bw)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -268,6 +282,28 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	*l = Lease{t: t, hc: hc, cc: cc, conn: conn, br: br, reuse: !closeConn && cl != -2, long: long}
 	return l, nil
 }
+
+// errFieldsUnsupported is a request Stream cannot add fields to.
+var errFieldsUnsupported = errors.New("upstream: added fields need a request with a Host field and its body in memory")
+
+// WriteWithFields writes req as Request.Write does for a request with its
+// body in memory and a Host field, with fields at the end of the header
+// block: what Stream sends for a request with fields.
+func WriteWithFields(w *bufio.Writer, req *fasthttp.Request, fields []byte) error {
+	h := &req.Header
+	body := req.Body()
+	if len(body) > 0 || !(h.IsGet() || h.IsHead()) {
+		h.SetContentLength(len(body))
+	}
+	block := h.Header() // ends with the empty line
+	_, _ = w.Write(block[:len(block)-2])
+	_, _ = w.Write(fields)
+	_, _ = w.Write(crlf)
+	_, err := w.Write(body)
+	return err
+}
+
+var crlf = []byte("\r\n")
 
 // Connection readers for Stream. They are the package's own rather than
 // the HostClient's: Stream reads with a small buffer first (less of a body
