@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,9 @@ import (
 // each one queues a request and a response event.
 //
 // It reports req/s of each gateway, their ratio (on/off; the target is
-// >= 0.9) and the process CPU per request (client, gateway and upstream
-// together), whose on−off difference is what recording costs. Each turn
+// >= 0.9), and the process CPU and heap allocations per request (client,
+// gateway and upstream together), whose on−off differences are what
+// recording costs. Each turn
 // ends with a garbage collection, timed with it, so that neither mode's
 // garbage is collected on the other's account. Pebble's background work
 // (memtable flushes, about one per 100,000 requests here) still runs into
@@ -99,12 +101,13 @@ log: {level: error}
 	total := make([]time.Duration, len(modes))
 	cpu := make([]time.Duration, len(modes))
 	count := make([]int, len(modes))
+	allocs := make([]uint64, len(modes))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; done += turn {
 		for i := range modes {
 			n := max(min(turn, b.N-done), 1)
-			cpu0 := cputime.Total()
+			cpu0, allocs0 := cputime.Total(), heapAllocs()
 			start := time.Now()
 			if _, err := driveSessions(clients[i], n); err != nil {
 				b.Fatal(err)
@@ -115,6 +118,7 @@ log: {level: error}
 			runtime.GC()
 			elapsed := time.Since(start)
 			cpu[i] += cputime.Total() - cpu0
+			allocs[i] += heapAllocs() - allocs0
 			total[i] += elapsed
 			count[i] += n
 		}
@@ -125,6 +129,7 @@ log: {level: error}
 		rps[i] = float64(count[i]) / total[i].Seconds()
 		b.ReportMetric(rps[i], "req/s-"+mode)
 		b.ReportMetric(float64(cpu[i].Microseconds())/float64(count[i]), "cpu-µs/req-"+mode)
+		b.ReportMetric(float64(allocs[i])/float64(count[i]), "allocs/req-"+mode)
 	}
 	b.ReportMetric(rps[1]/rps[0], "on/off")
 	written, syncs := counterValue(b, gws[1], "wasmgate_store_events_written_total"), counterValue(b, gws[1], "wasmgate_store_wal_syncs_total")
@@ -136,6 +141,14 @@ log: {level: error}
 	if written > 0 {
 		b.ReportMetric(2*(1-gaugeValue(b, gws[1], "wasmgate_store_coalesce_ratio")), "keys/event")
 	}
+}
+
+// heapAllocs is the number of heap objects the process allocated so far
+// (client, gateway and upstream, as the CPU figures).
+func heapAllocs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // gaugeValue reads a gauge from g's registry (0 if absent).
