@@ -1,15 +1,33 @@
 // Package event is the seam between the proxy, which observes what happens
 // in a session, and the recorder that persists it (package gateway/store).
 //
-// The proxy builds an [Event] and hands it to a [Sink]. The sink owns the
-// event from then on: the proxy never touches it again, so a sink may queue
-// it without copying. Record must return quickly and bounded: the proxy path
-// never waits on a disk.
+// The proxy builds an [Event] and hands it to a [Sink]. Record must return
+// quickly and bounded: the proxy path never waits on a disk.
+//
+// # Ownership
+//
+// Record takes ownership of the event, whether it returns true or false:
+// the producer never touches it again, nor anything its fields hold, so a
+// sink may queue it without copying. The proxy records a few events per
+// request, and allocating each (with its header fields and a string of
+// their bytes) was a large part of what recording cost, so events are
+// pooled: a producer takes one from [New], copies what it records into the
+// event's own storage ([Event.Keep], [Event.KeepString], [Event.AddHeader])
+// and records it. The sink, once it has no further use for the event
+// (the store: once the event is written, or given up), calls
+// [Event.Release], which returns it to the pool. After that, the event
+// and every string and slice its fields held may be reused by another
+// event: neither the sink nor anyone it passed the event to (an OnCommit
+// hook) may keep them. A sink that keeps events (a test's) simply never
+// releases them. Release does nothing to an event that did not come from
+// New, so producers may still record events they built themselves.
 package event
 
 import (
 	"context"
+	"sync"
 	"time"
+	"unsafe"
 )
 
 // Redacted is the value recorded in place of a redacted header's (the
@@ -104,12 +122,85 @@ type Event struct {
 
 	// Error and plugin details: a one-line reason.
 	Message string
+
+	// own holds the bytes copied in by Keep, KeepString and AddHeader.
+	own []byte
+	// state is where the event is: made by its producer (literal), or
+	// from New and owned, or back in the pool.
+	state uint8
+}
+
+// Event states (Event.state).
+const (
+	literal uint8 = iota // not from New: Release leaves it alone
+	owned                // from New, not yet released
+	pooled               // released, in the pool
+)
+
+var pool = sync.Pool{New: func() any { return new(Event) }}
+
+// Bounds on what a released event may keep for reuse: an event that
+// captured an outsized header block or body is left to the GC.
+const (
+	maxPooledBytes   = 16 << 10
+	maxPooledHeaders = 128
+)
+
+// New returns an empty event from a pool. Its owner hands it back with
+// Release; see the package documentation.
+func New() *Event {
+	e := pool.Get().(*Event)
+	e.state = owned
+	return e
+}
+
+// Release returns an event from New to the pool. Only the event's owner
+// calls it, once nothing refers to the event or to what its fields hold.
+// It does nothing to an event that did not come from New, or was already
+// released.
+func (e *Event) Release() {
+	if e == nil || e.state != owned {
+		return
+	}
+	if cap(e.own) > maxPooledBytes || cap(e.Headers) > maxPooledHeaders {
+		e.state = literal
+		return
+	}
+	clear(e.Headers)
+	*e = Event{Headers: e.Headers[:0], own: e.own[:0], state: pooled}
+	pool.Put(e)
+}
+
+// Keep returns a copy of b held by e: valid as long as e is (for an event
+// from New, until it is released).
+func (e *Event) Keep(b []byte) []byte {
+	n := len(e.own)
+	e.own = append(e.own, b...)
+	return e.own[n:len(e.own):len(e.own)]
+}
+
+// KeepString returns b's bytes as a string held by e, like Keep.
+func (e *Event) KeepString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	k := e.Keep(b)
+	// k is never written again: Keep only appends past it, and Release
+	// lets the storage be reused only once nothing refers to it.
+	return unsafe.String(&k[0], len(k))
+}
+
+// AddHeader appends a header field to e.Headers, its name and value held
+// by e (KeepString).
+func (e *Event) AddHeader(name, value []byte) {
+	e.Headers = append(e.Headers, Header{Name: e.KeepString(name), Value: e.KeepString(value)})
 }
 
 // Sink receives session events.
 type Sink interface {
-	// Record takes ownership of e. It returns false when the event was
-	// shed (the recorder is full or closed); it never blocks for longer
+	// Record takes ownership of e, also when it returns false (the event
+	// was shed: the recorder is full or closed), and releases it once done
+	// with it (see the package documentation). It never blocks for longer
 	// than the recorder's enqueue timeout.
 	Record(e *Event) bool
 }
@@ -119,7 +210,7 @@ var Discard Sink = discard{}
 
 type discard struct{}
 
-func (discard) Record(*Event) bool { return true }
+func (discard) Record(e *Event) bool { e.Release(); return true }
 
 // Replayer reads back recorded SSE events for resume (sse.replay: gateway).
 type Replayer interface {

@@ -580,7 +580,7 @@ func (x *exchange) relayEvent(ev *sse.Event, b *[]byte) bool {
 			// sse.max_event_bytes); elsewhere the capture limit applies.
 			n = min(n, p.settings().captureBody)
 		}
-		e.Data = append([]byte(nil), ev.Data[:n]...)
+		e.Data = e.Keep(ev.Data[:n])
 		p.sink.Record(e)
 	}
 	return true

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"iter"
 	"sync"
 	"time"
 
@@ -133,14 +132,17 @@ func (x *exchange) records() bool {
 	return x.session != "" && x.p.sink != event.Discard
 }
 
+// newEvent takes an event from the pool (event.New) and fills in what
+// every event of x holds. The request id is copied into the event: the
+// store may write it after x has moved on to another request.
 func (x *exchange) newEvent(t event.Type) *event.Event {
-	return &event.Event{
-		Session:   x.session,
-		Time:      time.Now(),
-		Type:      t,
-		Route:     x.rt.name,
-		RequestID: string(x.reqID),
-	}
+	e := event.New()
+	e.Session = x.session
+	e.Time = time.Now()
+	e.Type = t
+	e.Route = x.rt.name
+	e.RequestID = e.KeepString(x.reqID)
+	return e
 }
 
 // redactor records header fields, hiding the values of sessions.redact.
@@ -150,58 +152,64 @@ func newRedactor(names []string) redactor {
 	return redactor{event.NewHeaderSet(names)}
 }
 
-// headerSource is what fasthttp's request and response headers offer to
-// capture.
-type headerSource interface {
-	All() iter.Seq2[[]byte, []byte]
-	Len() int
+// add records one header field in e: its name and value (or
+// event.Redacted) copied into the event's own storage.
+func (r redactor) add(e *event.Event, name, value []byte) {
+	if r.HasBytes(name) {
+		e.Headers = append(e.Headers, event.Header{Name: e.KeepString(name), Value: event.Redacted})
+		return
+	}
+	e.AddHeader(name, value)
 }
 
-// captureHeaders records the fields of h (values redacted). All names and
-// values share one string, and prefix (the request path) goes first in it:
-// three allocations per event instead of two per field.
-func (r redactor) captureHeaders(h headerSource, prefix []byte) (string, []event.Header) {
+// captureRequest records the fields of h as the upstream gets them. It
+// reads them from the header block fasthttp writes (AppendBytes), not with
+// RequestHeader.All: All parses the Cookie field into cookies, which Write
+// then sends re-serialized, and its iterator costs a few allocations per
+// call.
+func (r redactor) captureRequest(e *event.Event, h *fasthttp.RequestHeader) {
 	sc := captureScratchPool.Get().(*captureScratch)
 	defer sc.release()
-	sc.buf = append(sc.buf[:0], prefix...)
-	sc.spans = sc.spans[:0]
-	for k, v := range h.All() {
-		sp := span{name: len(sc.buf)}
-		sc.buf = append(sc.buf, k...)
-		sp.value = len(sc.buf)
-		if r.HasBytes(k) {
-			sc.buf = append(sc.buf, event.Redacted...)
-		} else {
-			sc.buf = append(sc.buf, v...)
+	sc.buf = h.AppendBytes(sc.buf[:0])
+	block := sc.buf
+	if i := bytes.Index(block, crlf); i >= 0 {
+		block = block[i+2:] // the request line
+	}
+	for len(block) > 0 {
+		i := bytes.Index(block, crlf)
+		if i <= 0 {
+			break // the blank line that ends the block
 		}
-		sp.end = len(sc.buf)
-		sc.spans = append(sc.spans, sp)
+		line := block[:i]
+		block = block[i+2:]
+		name, value := line, []byte(nil)
+		if c := bytes.IndexByte(line, ':'); c >= 0 {
+			// AppendBytes writes "name: value".
+			name, value = line[:c], line[c+1:]
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+		}
+		r.add(e, name, value)
 	}
-	all := string(sc.buf)
-	if len(sc.spans) == 0 {
-		return all, nil
-	}
-	hs := make([]event.Header, len(sc.spans))
-	for i, sp := range sc.spans {
-		hs[i] = event.Header{Name: all[sp.name:sp.value], Value: all[sp.value:sp.end]}
-	}
-	return all[:len(prefix)], hs
 }
 
-// captureScratch assembles one event's header fields.
-type captureScratch struct {
-	buf   []byte
-	spans []span
+var crlf = []byte("\r\n")
+
+// captureResponse records the fields of h.
+func (r redactor) captureResponse(e *event.Event, h *fasthttp.ResponseHeader) {
+	for k, v := range h.All() {
+		r.add(e, k, v)
+	}
 }
 
-// span locates one field in captureScratch.buf: name buf[name:value],
-// value buf[value:end].
-type span struct{ name, value, end int }
+// captureScratch holds the request header block captureRequest reads.
+type captureScratch struct{ buf []byte }
 
 var captureScratchPool = sync.Pool{New: func() any { return new(captureScratch) }}
 
 func (sc *captureScratch) release() {
-	if cap(sc.buf) > 64<<10 || cap(sc.spans) > 1024 {
+	if cap(sc.buf) > 64<<10 {
 		return // an outsized header block: let it go
 	}
 	captureScratchPool.Put(sc)
@@ -231,32 +239,23 @@ func (x *exchange) recordRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request
 	}
 	e := x.newEvent(event.Request)
 	set := x.p.settings()
-	e.Method = methodString(out.Header.Method())
 	h := &out.Header
-	if len(h.PeekAll(fasthttp.HeaderCookie)) > 0 {
-		// RequestHeader.All, which captureHeaders uses, parses the Cookie
-		// field into cookies that Write would then send re-serialized:
-		// capture from a copy so the upstream gets the field as it came.
-		c := cookieHeaders.Get().(*fasthttp.RequestHeader)
-		defer cookieHeaders.Put(c)
-		h.CopyTo(c)
-		h = c
-	}
-	e.Path, e.Headers = set.redact.captureHeaders(h, h.RequestURI())
-	e.BodyBytes = int64(out.Header.ContentLength())
+	// Method and path are a string of x's own (not held by the event):
+	// the exchange's later events record them too, and this event may be
+	// written and released before they are.
+	x.method, x.path = methodString(h.Method()), string(h.RequestURI())
+	e.Method, e.Path = x.method, x.path
+	set.redact.captureRequest(e, h)
+	e.BodyBytes = int64(h.ContentLength())
 	if !out.IsBodyStream() {
 		b := out.Body()
 		e.BodyBytes = int64(len(b))
 		if n := min(len(b), set.captureBody); n > 0 {
-			e.Body = append([]byte(nil), b[:n]...)
+			e.Body = e.Keep(b[:n])
 		}
 	}
-	x.method, x.path = e.Method, e.Path
 	x.p.sink.Record(e)
 }
-
-// cookieHeaders holds request headers recordRequest captures from.
-var cookieHeaders = sync.Pool{New: func() any { return new(fasthttp.RequestHeader) }}
 
 func (x *exchange) recordResponse(h *fasthttp.ResponseHeader) {
 	if !x.records() {
@@ -266,7 +265,7 @@ func (x *exchange) recordResponse(h *fasthttp.ResponseHeader) {
 	e.Method, e.Path = x.method, x.path
 	e.Status = x.status
 	e.Latency = time.Since(x.start)
-	_, e.Headers = x.p.settings().redact.captureHeaders(h, nil)
+	x.p.settings().redact.captureResponse(e, h)
 	e.BodyBytes = int64(h.ContentLength())
 	x.p.sink.Record(e)
 }

@@ -90,6 +90,10 @@ type Store struct {
 
 // sessionState is what the writer knows about a session.
 type sessionState struct {
+	// id is the session's id, its own copy: an event's strings may be
+	// reused once the event is released (package event), and this state
+	// outlives the events.
+	id   string
 	meta sessionMeta
 	// stored: the metadata record (and start index entry) exist on disk.
 	stored bool
@@ -262,7 +266,7 @@ func (s *Store) state(session string) (*sessionState, error) {
 	if st, ok := s.sessions[session]; ok {
 		return st, nil
 	}
-	st := &sessionState{}
+	st := &sessionState{id: strings.Clone(session)}
 	m, found, err := s.getMeta(session)
 	if err != nil {
 		return nil, err
@@ -276,10 +280,10 @@ func (s *Store) state(session string) (*sessionState, error) {
 		if n > 0 {
 			now := time.Now().UnixNano()
 			st.dirty, st.dirtySince = true, now
-			s.dirtyQ = append(s.dirtyQ, dirtyEntry{session, now})
+			s.dirtyQ = append(s.dirtyQ, dirtyEntry{st.id, now})
 		}
 	}
-	s.sessions[session] = st
+	s.sessions[st.id] = st
 	return st, nil
 }
 
@@ -510,7 +514,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 				return 0, err
 			}
 			i = len(sc.touches)
-			sc.touches = append(sc.touches, touch{id: e.Session, st: st, next: st.meta, write: !st.stored || flushAll ||
+			sc.touches = append(sc.touches, touch{id: st.id, st: st, next: st.meta, write: !st.stored || flushAll ||
 				(st.dirty && now-st.dirtySince >= int64(metaInterval))})
 			sc.touched[e.Session] = i
 		}
@@ -543,7 +547,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			m.LastActivity = tn
 		}
 		if m.Route == "" {
-			m.Route = e.Route
+			m.Route = strings.Clone(e.Route) // kept in the session state
 		}
 		switch e.Type {
 		case event.SessionEnd:

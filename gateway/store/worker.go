@@ -49,7 +49,8 @@ type WorkerOptions struct {
 	Committer BatchCommitter
 	// OnCommit, if set, is called by the worker goroutine after each
 	// successful commit with the events it made durable. The slice and
-	// events must not be retained.
+	// events must not be retained: the worker releases the events after
+	// the call (see package event).
 	OnCommit   func([]*event.Event)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -292,10 +293,13 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 
 // Record queues e for writing. It waits at most the enqueue timeout for
 // room and returns false when the event was shed (queue full, worker
-// closed, or an event without a usable session id).
+// closed, or an event without a usable session id). The worker releases
+// e (event.Event.Release) once it is written, shed, dropped as a
+// duplicate or out of attempts: after its OnCommit call for a written one.
 func (w *Worker) Record(e *event.Event) bool {
 	if e == nil || e.Session == "" || len(e.Session) > MaxSessionIDLen {
 		w.m.shed.WithLabelValues("invalid").Inc()
+		e.Release()
 		return false
 	}
 	e.Seq = 0
@@ -306,6 +310,7 @@ func (w *Worker) Record(e *event.Event) bool {
 	defer w.closeMu.RUnlock()
 	if w.closed {
 		w.m.shed.WithLabelValues("closed").Inc()
+		e.Release()
 		return false
 	}
 	select {
@@ -323,6 +328,7 @@ func (w *Worker) Record(e *event.Event) bool {
 		return true
 	case <-t.C:
 		w.m.shed.WithLabelValues("full").Inc()
+		e.Release()
 		return false
 	}
 }
@@ -668,6 +674,7 @@ func (w *Worker) flush(final bool) {
 				if e.Seq != 0 {
 					w.store.release([]*event.Event{e})
 				}
+				e.Release()
 				dups++
 				continue
 			}
@@ -776,6 +783,9 @@ func (w *Worker) finish(p *pendingBatch) {
 		if w.opts.OnCommit != nil {
 			w.opts.OnCommit(p.evs)
 		}
+		for _, e := range p.evs {
+			e.Release()
+		}
 	} else {
 		if applied {
 			for _, it := range p.items {
@@ -819,6 +829,9 @@ func (w *Worker) failed(items []item, final bool, err error) {
 	}
 	w.log.Error("session events lost: commit attempts exhausted",
 		"events", len(exhausted), "first", sample, "max_attempts", w.opts.MaxAttempts, "at_shutdown", final, "err", err)
+	for _, e := range exhausted {
+		e.Release()
+	}
 }
 
 // backoff is the wait before attempt n+1: base doubling per attempt, capped.

@@ -702,3 +702,124 @@ func TestWorkerSyncFailureAfterDelete(t *testing.T) {
 		t.Fatalf("events %v, want [1:first 2:second]", got)
 	}
 }
+
+// TestWorkerReleasesEvents checks the worker's side of the event
+// ownership rule (package event): every pooled event it is given is
+// released once written, coalesced away, shed or exhausted, and nothing
+// the store keeps (the session state, its metadata) refers to an event's
+// storage, which the next event reuses. The producer here keeps even the
+// session id and route in the event's storage, and scribbles over reused
+// storage between rounds.
+func TestWorkerReleasesEvents(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	c := &flakyCommitter{db: s.db}
+	w, err := NewWorker(s, WorkerOptions{BatchSize: 8, FlushInterval: time.Millisecond, MaxAttempts: 1,
+		EnqueueTimeout: time.Second, Committer: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newEvent := func(session string, typ event.Type, i int) *event.Event {
+		e := event.New()
+		e.Session = e.KeepString([]byte(session))
+		e.Route = e.KeepString([]byte("route-" + session))
+		e.Type = typ
+		e.RequestID = e.KeepString(fmt.Appendf(nil, "req-%d", i))
+		e.AddHeader([]byte("X-N"), fmt.Appendf(nil, "%d", i))
+		e.Body = e.Keep(fmt.Appendf(nil, "body-%d", i))
+		if typ == event.SSE {
+			e.Stream, e.EventID = "st", "dup" // all but the first coalesce
+		}
+		return e
+	}
+	// Warm the pool: events with room enough that what the producer keeps
+	// is written into storage a released event had, not into a fresh array.
+	warm := make([]*event.Event, 256)
+	for i := range warm {
+		warm[i] = event.New()
+		warm[i].Keep(make([]byte, 256))
+	}
+	for _, e := range warm {
+		e.Release()
+	}
+	var given []*event.Event
+	scribble := func() {
+		for range 64 {
+			e := event.New()
+			for range 32 { // byte by byte: in place, not in a grown copy
+				e.Keep([]byte{'X'})
+			}
+			defer e.Release()
+		}
+	}
+	record := func(e *event.Event) {
+		given = append(given, e)
+		w.Record(e)
+	}
+	const n = 40
+	for round := range 2 {
+		for i := range n {
+			typ := event.Request
+			if i%5 == 4 {
+				typ = event.SSE
+			}
+			record(newEvent(fmt.Sprint("s", i%4), typ, round*n+i))
+		}
+		waitFor(t, func() bool { return int(val(w.m.written)+val(w.m.coalesced)) == len(given) })
+		scribble()
+	}
+	// A failing commit with one attempt exhausts the event.
+	c.failing.Store(true)
+	record(newEvent("s0", event.Request, 1000))
+	waitFor(t, func() bool { return val(w.m.exhausted) == 1 })
+	c.failing.Store(false)
+	w.Close()
+	record(newEvent("s0", event.Request, 1001)) // shed: closed
+	for i, e := range given {
+		if e.Session != "" || e.Headers != nil && len(e.Headers) != 0 {
+			t.Fatalf("event %d not released: %+v", i, e)
+		}
+	}
+	scribble()
+	s.mu.Lock()
+	for id, st := range s.sessions {
+		if len(id) != 2 || id[0] != 's' || st.id != id || st.meta.Route != "" && st.meta.Route != "route-"+id {
+			t.Errorf("session state %q (id %q, route %q) holds a released event's bytes", id, st.id, st.meta.Route)
+		}
+	}
+	s.mu.Unlock()
+	for i := range 4 {
+		id := fmt.Sprint("s", i)
+		info, ok, err := s.Session(id)
+		if err != nil || !ok {
+			t.Fatalf("session %s: %v %v", id, ok, err)
+		}
+		if info.Route != "route-"+id {
+			t.Errorf("session %s route %q", id, info.Route)
+		}
+		evs, err := s.Events(id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			want := e.RequestID[len("req-"):]
+			if len(e.Headers) != 1 || e.Headers[0].Value != want || string(e.Body) != "body-"+want {
+				t.Errorf("session %s seq %d: request id %q, headers %+v, body %q", id, e.Seq, e.RequestID, e.Headers, e.Body)
+			}
+		}
+	}
+	if got := countEventsLoose(t, s); got != int(val(w.m.written)) {
+		t.Errorf("%d events stored, %v written", got, val(w.m.written))
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
