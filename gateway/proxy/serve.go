@@ -236,8 +236,13 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		// last read of ctx's URI (a query session key parses it again).
 		out.SetRequestURIBytes(out.Header.RequestURI())
 	}
-	lease, err := rt.up.Stream(out, fields, resp, x.long)
+	// The response header is read straight into the client response's:
+	// no copy. resp keeps the body and its framing.
+	lease, err := rt.up.Stream(out, fields, &ctx.Response.Header, resp, x.long)
 	if err != nil {
+		// Whatever part of an upstream header was read is not the answer,
+		// and its Connection: close is not the client's.
+		ctx.Response.Header.ResetConnectionClose()
 		if x.reqBody.exceeded {
 			ctx.SetConnectionClose()
 			x.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large", err)
@@ -254,9 +259,8 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 	}
 	x.lease = lease
 
-	resp.Header.CopyTo(&ctx.Response.Header)
 	x.prepareResponse(&ctx.Response.Header)
-	x.status = resp.StatusCode()
+	x.status = ctx.Response.Header.StatusCode()
 	if x.session == "" && x.p.sessions != nil {
 		if x.sessionFromResponse(&ctx.Response.Header); x.session != "" {
 			if fields != nil {
@@ -286,7 +290,7 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		ctx.Response.SkipBody = true
 		return false
 	}
-	isSSE := bytes.HasPrefix(resp.Header.ContentType(), strEventStream)
+	isSSE := bytes.HasPrefix(ctx.Response.Header.ContentType(), strEventStream)
 	if lease == nil {
 		// The whole (small) body is in resp.
 		if x.stream == nil && !isSSE {
@@ -323,7 +327,7 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		x.relay(ctx, replayFrom)
 		return true
 	}
-	n := resp.Header.ContentLength()
+	n := ctx.Response.Header.ContentLength()
 	if n < 0 || x.stream != nil {
 		n = -1
 	}

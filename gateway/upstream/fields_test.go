@@ -79,7 +79,7 @@ func TestStreamFields(t *testing.T) {
 		req.Header.SetMethod(tc.method)
 		req.Header.Set("X-One", "1")
 		req.SetBodyString(tc.body)
-		l, err := u.Stream(req, fields, resp, false)
+		l, err := u.Stream(req, fields, nil, resp, false)
 		if err != nil || l != nil {
 			t.Fatalf("%s: lease %v, %v", tc.method, l, err)
 		}
@@ -98,12 +98,12 @@ func TestStreamFields(t *testing.T) {
 	req.Header.SetHost("x")
 	req.Header.SetMethod("POST")
 	req.SetBodyStream(strings.NewReader("streamed"), -1)
-	if _, err := u.Stream(req, fields, resp, false); !errors.Is(err, errFieldsUnsupported) {
+	if _, err := u.Stream(req, fields, nil, resp, false); !errors.Is(err, errFieldsUnsupported) {
 		t.Errorf("body stream with fields: %v, want errFieldsUnsupported", err)
 	}
 	req.SetBodyString("")
 	req.Header.SetHost("")
-	if _, err := u.Stream(req, fields, resp, false); !errors.Is(err, errFieldsUnsupported) {
+	if _, err := u.Stream(req, fields, nil, resp, false); !errors.Is(err, errFieldsUnsupported) {
 		t.Errorf("no Host field, with fields: %v, want errFieldsUnsupported", err)
 	}
 	for _, tg := range u.Targets() {

@@ -77,7 +77,7 @@ func get(t *testing.T, u *Upstream, path string) (int, string, error) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI("http://x" + path)
-	l, err := u.Stream(req, nil, resp, false)
+	l, err := u.Stream(req, nil, nil, resp, false)
 	if err != nil {
 		return 0, "", err
 	}
@@ -290,7 +290,7 @@ func TestRetryOnlyWhenNothingSent(t *testing.T) {
 		resp := fasthttp.AcquireResponse()
 		req.SetRequestURI("http://x/")
 		req.Header.SetMethod("POST")
-		if _, err := u.Stream(req, nil, resp, false); err != nil {
+		if _, err := u.Stream(req, nil, nil, resp, false); err != nil {
 			failed++
 		}
 		fasthttp.ReleaseRequest(req)

@@ -125,13 +125,18 @@ func (l *Lease) Release(complete bool) {
 // connection, readable through resp.BodyStream, and the Lease must be
 // released when done. Retries follow the same rules as Do.
 //
+// hdr, when not nil, receives the response header instead of resp.Header
+// (which then gets only the status and framing that reading the body
+// needs): a caller relaying the response reads it straight into its own
+// response's header instead of copying it there.
+//
 // fields, when not empty, are header field lines (each ending in CRLF)
 // written at the end of req's header block, as they are: a caller adding
 // fields rendered once saves a Set per field (a scan of the header's fields
 // and a copy of the value). They must be well-formed (no CR or LF inside a
 // value); req must then have its body in memory (no body stream), a Host
 // field and no announced trailer.
-func (u *Upstream) Stream(req *fasthttp.Request, fields []byte, resp *fasthttp.Response, long bool) (*Lease, error) {
+func (u *Upstream) Stream(req *fasthttp.Request, fields []byte, hdr *fasthttp.ResponseHeader, resp *fasthttp.Response, long bool) (*Lease, error) {
 	if len(fields) > 0 && (req.IsBodyStream() || len(req.Header.Host()) == 0) {
 		return nil, errFieldsUnsupported
 	}
@@ -150,7 +155,7 @@ func (u *Upstream) Stream(req *fasthttp.Request, fields []byte, resp *fasthttp.R
 			return nil, ErrNoHealthyTarget
 		}
 		tried |= 1 << (uint(i) & 63)
-		l, err := t.streamOn(req, fields, resp, long)
+		l, err := t.streamOn(req, fields, hdr, resp, long)
 		if err == nil {
 			return l, nil
 		}
@@ -171,7 +176,7 @@ func (t *Target) done(long bool) {
 	}
 }
 
-func (t *Target) streamOn(req *fasthttp.Request, fields []byte, resp *fasthttp.Response, long bool) (*Lease, error) {
+func (t *Target) streamOn(req *fasthttp.Request, fields []byte, hdr *fasthttp.ResponseHeader, resp *fasthttp.Response, long bool) (*Lease, error) {
 	hc, n, waits := t.hc, &t.inFlight, t.waits
 	if long {
 		hc, n, waits = t.stream, &t.streams, t.streamWaits
@@ -183,7 +188,7 @@ func (t *Target) streamOn(req *fasthttp.Request, fields []byte, resp *fasthttp.R
 	var l *Lease
 	var err error
 	for try := 0; try < 3; try++ {
-		l, err = t.exchange(hc, req, fields, resp, long)
+		l, err = t.exchange(hc, req, fields, hdr, resp, long)
 		if err != errStale || !replayable {
 			break
 		}
@@ -207,7 +212,7 @@ func (t *Target) streamOn(req *fasthttp.Request, fields []byte, resp *fasthttp.R
 }
 
 // exchange runs one request on one connection of hc.
-func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields []byte, resp *fasthttp.Response, long bool) (*Lease, error) {
+func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields []byte, hdr *fasthttp.ResponseHeader, resp *fasthttp.Response, long bool) (*Lease, error) {
 	cc, err := hc.AcquireConn(0, req.ConnectionClose())
 	if err != nil {
 		return nil, err
@@ -232,9 +237,13 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 		return nil, err
 	}
 
+	h := &resp.Header
+	if hdr != nil {
+		h = hdr
+	}
 	br := acquireReader(conn)
 	for {
-		if br, err = readHeader(br, conn, &resp.Header, !long); err != nil {
+		if br, err = readHeader(br, conn, h, !long); err != nil {
 			releaseReader(br)
 			hc.CloseConn(cc)
 			if reused && isClosed(err) {
@@ -242,13 +251,17 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 			}
 			return nil, err
 		}
-		if c := resp.StatusCode(); c >= 200 || c == fasthttp.StatusSwitchingProtocols {
+		if c := h.StatusCode(); c >= 200 || c == fasthttp.StatusSwitchingProtocols {
 			break
 		}
 		// 1xx informational responses are not relayed.
 	}
-	status := resp.StatusCode()
-	closeConn := req.ConnectionClose() || resp.ConnectionClose()
+	status, cl := h.StatusCode(), h.ContentLength()
+	if hdr != nil {
+		resp.Header.SetStatusCode(status)
+		resp.Header.SetContentLength(cl)
+	}
+	closeConn := req.ConnectionClose() || h.ConnectionClose()
 	if req.Header.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified ||
 		status == fasthttp.StatusSwitchingProtocols {
 		resp.SkipBody = true
@@ -260,7 +273,6 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 		}
 		return nil, nil
 	}
-	cl := resp.Header.ContentLength()
 	if cl >= 0 && cl <= BufferedBody {
 		resp.StreamBody = false
 		err = resp.ReadBody(br, 0)
