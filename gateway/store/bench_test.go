@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/wasmgate/wasmgate/gateway/event"
 	"github.com/wasmgate/wasmgate/internal/bench/cputime"
 )
@@ -168,4 +170,45 @@ func pacedEvent(session string, i int) *event.Event {
 		{Name: "X-Request-Id", Value: "4f1c2a9e0b7d3c51-000000000001a2b3"}}
 	e.BodyBytes = 46
 	return e
+}
+
+// BenchmarkCommitBatch measures the writer's CPU per batch on one
+// goroutine, without the worker's queue and without log syncs: a batch is
+// 25 exchanges (a request and its response, one run each) of 25 of 1,000
+// sessions, as BenchmarkGatewayRecording's batches are. It covers
+// numbering, encoding, grouping into runs, the metadata records and
+// Pebble's commit (log write, memtable insert and the memtable flushes
+// that follow), so cpu-ns/event is the worker's cost per event apart from
+// scheduling and syncs.
+func BenchmarkCommitBatch(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%d", i)
+	}
+	evs := make([]*event.Event, 50)
+	for i := range evs {
+		evs[i] = pacedEvent("", i)
+	}
+	var sc writeScratch
+	c := dbCommitter{s.db}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cputime.Total()
+	for n := range b.N {
+		for i, e := range evs {
+			// Sessions in a batch interleave, as they arrive.
+			e.Session, e.Seq = ids[(n*25+i/2)%len(ids)], 0
+		}
+		if _, err := s.commitEvents(evs, c, pebble.NoSync, &sc, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Process CPU (Pebble's flushes included), not wall time: on a shared
+	// box the wall clock mostly measures the neighbours.
+	b.ReportMetric(float64((cputime.Total()-cpu0).Nanoseconds())/float64(b.N*len(evs)), "cpu-ns/event")
 }

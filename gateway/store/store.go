@@ -351,11 +351,11 @@ type writeScratch struct {
 	// keep their storage.
 	touched map[string]int
 	touches []touch
-	// buf and ents hold the batch's records until setSorted.
+	// buf and ents hold the batch's other records until setSorted.
 	buf  []byte
 	ents []kv
 	// enc holds the batch's encoded events, encs[i] locating evs[i]'s;
-	// order and run group them into runs (putRuns).
+	// order and run group them into runs (setRuns).
 	enc   []byte
 	encs  []span
 	order []int
@@ -365,19 +365,26 @@ type writeScratch struct {
 // span locates an encoded event in writeScratch.enc.
 type span struct{ start, end int }
 
-// putRuns adds the batch's events to sc, one record per run of
+// setRuns adds the batch's events to b, one record per run of
 // consecutive sequence numbers of one session (at most maxRunEvents and
-// maxRunBytes; a lone event is a plain v1 value), and returns how many.
-func (sc *writeScratch) putRuns(evs []*event.Event) int {
+// maxRunBytes; a lone event is a plain v1 value), in key order, and
+// returns how many records. Event keys sort before every other key the
+// store writes, so the other records (setSorted) go after them.
+func (sc *writeScratch) setRuns(b *pebble.Batch, evs []*event.Event) (int, error) {
 	sc.order = sc.order[:0]
 	for i := range evs {
 		sc.order = append(sc.order, i)
 	}
+	// Key order: the id's length first (eventKey's len16), then its bytes.
 	slices.SortFunc(sc.order, func(a, b int) int {
-		if c := strings.Compare(evs[a].Session, evs[b].Session); c != 0 {
+		ea, eb := evs[a], evs[b]
+		if c := cmp.Compare(len(ea.Session), len(eb.Session)); c != 0 {
 			return c
 		}
-		return cmp.Compare(evs[a].Seq, evs[b].Seq)
+		if c := strings.Compare(ea.Session, eb.Session); c != 0 {
+			return c
+		}
+		return cmp.Compare(ea.Seq, eb.Seq)
 	})
 	keys := 0
 	for i := 0; i < len(sc.order); {
@@ -393,21 +400,23 @@ func (sc *writeScratch) putRuns(evs []*event.Event) int {
 			size += n.end - n.start
 		}
 		sc.key = eventKey(sc.key[:0], first.Session, first.Seq)
-		if j-i == 1 {
-			sc.put(sc.key, sc.enc[sp.start:sp.end])
-		} else {
+		val := sc.enc[sp.start:sp.end]
+		if j-i > 1 {
 			sc.run = sc.run[:0]
 			for _, k := range sc.order[i:j] {
 				sc.run = append(sc.run, sc.enc[sc.encs[k].start:sc.encs[k].end])
 			}
 			sc.val = appendRun(sc.val[:0], sc.run)
-			sc.put(sc.key, sc.val)
 			clear(sc.run)
+			val = sc.val
+		}
+		if err := b.Set(sc.key, val, nil); err != nil {
+			return keys, err
 		}
 		keys++
 		i = j
 	}
-	return keys
+	return keys, nil
 }
 
 // kv is a key and value in writeScratch.buf: key buf[k:v], value
@@ -426,7 +435,8 @@ func (sc *writeScratch) put(key, val []byte) {
 // into its memtable skiplist one key at a time, reusing the previous
 // key's search path while it still brackets the next; sessions interleave,
 // so in arrival order every insert searched from the top of a list
-// holding hundreds of thousands of keys.
+// holding hundreds of thousands of keys. (The event records, most of a
+// batch, are added in order by setRuns without this copy and sort.)
 func (sc *writeScratch) setSorted(b *pebble.Batch) error {
 	buf := sc.buf
 	slices.SortStableFunc(sc.ents, func(a, c kv) int {
@@ -565,7 +575,11 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			}
 		}
 	}
-	keys += sc.putRuns(evs)
+	runs, err := sc.setRuns(b, evs)
+	if err != nil {
+		return 0, err
+	}
+	keys += runs
 	// Records that lagged long enough, of sessions without events here.
 	due := s.dirtyHead
 	for ; due < len(s.dirtyQ); due++ {
@@ -598,7 +612,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			keys++
 		}
 	}
-	if len(sc.ents) == 0 {
+	if keys == 0 {
 		s.advanceDirty(due)
 		return 0, nil
 	}
