@@ -137,7 +137,21 @@ const (
 	pooled               // released, in the pool
 )
 
-var pool = sync.Pool{New: func() any { return new(Event) }}
+var pool = sync.Pool{New: func() any {
+	// One allocation with room for a typical event's headers and bytes:
+	// the pool loses its events to the GC, and growing a new event's
+	// storage append by append cost a dozen allocations.
+	p := new(pooledEvent)
+	p.Headers, p.own = p.headers[:0], p.bytes[:0]
+	return &p.Event
+}}
+
+// pooledEvent is an Event with its initial storage.
+type pooledEvent struct {
+	Event
+	headers [16]Header
+	bytes   [512]byte
+}
 
 // Bounds on what a released event may keep for reuse: an event that
 // captured an outsized header block or body is left to the GC.
