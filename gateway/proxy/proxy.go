@@ -68,6 +68,7 @@ type Proxy struct {
 	maxHeaders     int
 	writeTimeout   time.Duration
 	writeDeadlines *writeDeadlines
+	reads          *readLimits // nil: no header or idle limit
 	clientIPs      *clientIPs
 	bodyTimeout    time.Duration
 
@@ -128,6 +129,7 @@ func New(opts Options) (*Proxy, error) {
 		maxHeaders:     cfg.Limits.MaxHeaders,
 		writeTimeout:   cfg.Limits.WriteTimeout.D(),
 		writeDeadlines: newWriteDeadlines(),
+		reads:          newReadLimits(cfg.Limits.ReadHeaderTimeout.D(), cfg.Limits.IdleTimeout.D()),
 		clientIPs:      new(clientIPs),
 		bodyTimeout:    cfg.Limits.IdleTimeout.D(),
 		closing:        make(chan struct{}),
@@ -203,12 +205,11 @@ func (p *Proxy) Server() *fasthttp.Server {
 		Name:            serverName,
 		ReadBufferSize:  l.MaxHeaderBytes.N(),
 		WriteBufferSize: 4 << 10,
-		// fasthttp's own read deadlines: a wrapped connection that would
-		// keep them with fewer updates costs fasthttp its writev of a
-		// response larger than the write buffer (it writes header and
-		// body with one writev only to a *net.TCPConn).
-		ReadTimeout:                  l.ReadHeaderTimeout.D(),
-		IdleTimeout:                  l.IdleTimeout.D(),
+		// No ReadTimeout or IdleTimeout: p.reads enforces both without a
+		// read deadline per request (see readLimits). A wrapped connection
+		// keeping fasthttp's deadlines with fewer updates is no option: it
+		// would cost fasthttp its writev of a response larger than the
+		// write buffer (one writev only to a *net.TCPConn).
 		Concurrency:                  l.MaxConns,
 		MaxConnsPerIP:                l.MaxConnsPerIP,
 		MaxRequestsPerConn:           l.MaxRequestsPerConn,
@@ -237,20 +238,38 @@ func (p *Proxy) Server() *fasthttp.Server {
 // limit (fasthttp's own Concurrency limit still bounds the served ones).
 func (p *Proxy) connState(c net.Conn, s fasthttp.ConnState) {
 	switch s {
+	case fasthttp.StateActive:
+		if p.reads != nil {
+			p.reads.active(c)
+		}
+	case fasthttp.StateIdle:
+		if p.reads != nil {
+			p.reads.idled(c)
+		}
 	case fasthttp.StateNew:
 		if n := p.served.Add(1); p.maxConns > 0 && n+p.hijacked.Load() > p.maxConns {
 			p.m.rejected.WithLabelValues("503").Inc()
 			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 			_, _ = io.WriteString(c, connLimitResponse)
 			_ = c.Close()
+		} else if p.reads != nil {
+			p.reads.opened(c)
+		}
+	case fasthttp.StateHijacked:
+		// Not counted here: the relay's hijack callback moves the
+		// connection from served to hijacked. fasthttp reports
+		// StateHijacked only once its serving goroutine returns, after
+		// starting the callback's, so a stream could already be open and
+		// counted as hijacked while still counted as served: a new
+		// connection got a spurious 503.
+		if p.reads != nil {
+			p.reads.closed(c)
 		}
 	case fasthttp.StateClosed:
 		p.served.Add(-1)
-		// StateHijacked: the relay's hijack callback moves the connection
-		// from served to hijacked. fasthttp reports StateHijacked only once
-		// its serving goroutine returns, after starting the callback's, so
-		// a stream could already be open and counted as hijacked while
-		// still counted as served: a new connection got a spurious 503.
+		if p.reads != nil {
+			p.reads.closed(c)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,4 +54,184 @@ func (w *writeDeadlines) arm(id uint64, conn net.Conn, now time.Time, d time.Dur
 // elsewhere).
 func (w *writeDeadlines) forget(id uint64) {
 	w.slots[id&(writeDeadlineSlots-1)].Store(0)
+}
+
+// readLimits enforces limits.read_header_timeout and limits.idle_timeout on
+// client connections with a periodic sweep instead of fasthttp's read
+// deadlines. fasthttp sets two per keep-alive request (the idle one before
+// the next request, the header one at its first byte), each a clock read
+// and a runtime timer change: about 0.4 µs per request, measured, that a
+// bare fasthttp proxy without timeouts does not pay.
+//
+// Each served connection has a watch holding the phase it is in and since
+// when, on a coarse clock the sweep keeps (no clock read per request):
+// reading a header (from the first byte, or from the connection's start for
+// its first request, as fasthttp counts), handled (no limit: the handler,
+// a request body under fasthttp's own body deadline, an SSE stream), or
+// idle between requests. The sweep cuts a connection that outstayed its
+// phase's limit by setting a read deadline in the past, which fails
+// fasthttp's blocked read exactly as an expired deadline would: a 408 for a
+// header begun, a close for an idle connection. A limit is enforced between
+// its value and its value plus two sweep intervals (an eighth of the
+// shorter limit, at most 250ms).
+//
+// The watches are bounded by the connections fasthttp serves (limits.
+// max_conns); the sweep runs only while there are any.
+type readLimits struct {
+	header, idle time.Duration
+	every        time.Duration
+	epoch        time.Time
+	now          atomic.Int64 // milliseconds since epoch as of the last sweep
+	conns        sync.Map     // net.Conn -> *connWatch
+	n            atomic.Int64 // watched connections
+	running      atomic.Bool  // a sweep goroutine is on
+}
+
+// Phases of a watched connection (connWatch.state's top bits).
+const (
+	phaseHeader = iota + 1
+	phaseHandled
+	phaseIdle
+	phaseShift = 60
+	sinceMask  = 1<<phaseShift - 1
+)
+
+// connWatch is one connection's phase (phase<<phaseShift | since, in
+// milliseconds since readLimits.epoch). Only the goroutine serving the
+// connection changes it, apart from the sweep's cut.
+type connWatch struct {
+	state atomic.Uint64
+	// fresh: no request read yet, so the first header counts from the
+	// connection's start. bodyDeadline: fasthttp set its body read
+	// deadline (Proxy.headerReceived) for the request being handled, to be
+	// lifted once it is answered. Both belong to the serving goroutine.
+	fresh, bodyDeadline bool
+}
+
+// newReadLimits returns nil when neither limit is set. An idle limit of 0
+// falls back to the header limit, as fasthttp's does.
+func newReadLimits(header, idle time.Duration) *readLimits {
+	if idle <= 0 {
+		idle = header
+	}
+	if header <= 0 && idle <= 0 {
+		return nil
+	}
+	every := idle
+	if header > 0 && header < every {
+		every = header
+	}
+	every = min(max(every/8, 5*time.Millisecond), 250*time.Millisecond)
+	return &readLimits{header: header, idle: idle, every: every, epoch: time.Now()}
+}
+
+func (l *readLimits) stamp(phase, since int64) uint64 {
+	return uint64(phase)<<phaseShift | uint64(since)&sinceMask
+}
+
+// opened starts watching a new connection.
+func (l *readLimits) opened(c net.Conn) {
+	now := time.Since(l.epoch).Milliseconds() // once per connection
+	w := &connWatch{fresh: true}
+	w.state.Store(l.stamp(phaseHeader, now))
+	l.conns.Store(c, w)
+	l.n.Add(1)
+	if !l.running.Load() && l.running.CompareAndSwap(false, true) {
+		l.now.Store(now)
+		go l.run()
+	}
+}
+
+// closed stops watching c (closed or hijacked).
+func (l *readLimits) closed(c net.Conn) {
+	if _, ok := l.conns.LoadAndDelete(c); ok {
+		l.n.Add(-1)
+	}
+}
+
+func (l *readLimits) watch(c net.Conn) *connWatch {
+	if w, ok := l.conns.Load(c); ok {
+		return w.(*connWatch)
+	}
+	return nil
+}
+
+// active: the first byte of a request arrived.
+func (l *readLimits) active(c net.Conn) {
+	if w := l.watch(c); w != nil {
+		if w.fresh {
+			w.fresh = false // the first header counts from the start
+			return
+		}
+		w.state.Store(l.stamp(phaseHeader, l.now.Load()))
+	}
+}
+
+// handled: the header is in and the handler runs; bodyDeadline says
+// fasthttp set its body read deadline for this request.
+func (l *readLimits) handled(c net.Conn, bodyDeadline bool) {
+	if w := l.watch(c); w != nil {
+		w.fresh = false
+		w.bodyDeadline = w.bodyDeadline || bodyDeadline
+		w.state.Store(l.stamp(phaseHandled, 0))
+	}
+}
+
+// idled: the response is written and the connection waits for the next
+// request.
+func (l *readLimits) idled(c net.Conn) {
+	if w := l.watch(c); w != nil {
+		w.fresh = false
+		w.state.Store(l.stamp(phaseIdle, l.now.Load()))
+		if w.bodyDeadline {
+			w.bodyDeadline = false
+			_ = c.SetReadDeadline(time.Time{})
+		}
+	}
+}
+
+func (l *readLimits) run() {
+	t := time.NewTicker(l.every)
+	defer t.Stop()
+	for range t.C {
+		l.sweep(time.Since(l.epoch).Milliseconds())
+		if l.n.Load() == 0 {
+			l.running.Store(false)
+			// A connection opened since the check may have seen this
+			// goroutine still running: go on for it unless it started
+			// another.
+			if l.n.Load() == 0 || !l.running.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}
+}
+
+// aLongTimeAgo is a read deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// sweep cuts the connections past their phase's limit at now (milliseconds
+// since epoch). A stamp can be up to one sweep old when taken, so a limit
+// counts from one interval later than the stamp: never early.
+func (l *readLimits) sweep(now int64) {
+	l.now.Store(now)
+	slack := l.every.Milliseconds()
+	header, idle := l.header.Milliseconds()+slack, l.idle.Milliseconds()+slack
+	l.conns.Range(func(k, v any) bool {
+		w := v.(*connWatch)
+		s := w.state.Load()
+		var limit int64
+		switch s >> phaseShift {
+		case phaseHeader:
+			limit = header
+		case phaseIdle:
+			limit = idle
+		default:
+			return true
+		}
+		if limit > slack && now-int64(s&sinceMask) >= limit && w.state.CompareAndSwap(s, l.stamp(phaseHandled, 0)) {
+			_ = k.(net.Conn).SetReadDeadline(aLongTimeAgo)
+		}
+		return true
+	})
 }

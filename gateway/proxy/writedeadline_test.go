@@ -59,3 +59,144 @@ func TestWriteDeadlinesReArm(t *testing.T) {
 		t.Fatalf("after forget: %d deadlines set, want 4", a.sets)
 	}
 }
+
+// TestReadLimits drives readLimits through each phase on real loopback
+// connections: a connection is cut (its blocked read fails) no earlier than
+// its phase's limit and within two sweeps after it, a handled one is never
+// cut, a body deadline fasthttp set is lifted when the connection idles,
+// and the sweep goroutine ends with the last connection.
+func TestReadLimits(t *testing.T) {
+	const header, idle = 150 * time.Millisecond, 300 * time.Millisecond
+	l := newReadLimits(header, idle)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// open returns the server side of a new connection, watched from now.
+	open := func(t *testing.T) net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.opened(s)
+		t.Cleanup(func() { l.closed(s); s.Close() })
+		return s
+	}
+	// cutAfter reads from s until the cut and returns how long it took
+	// (capped at wait).
+	cutAfter := func(s net.Conn, wait time.Duration) time.Duration {
+		start := time.Now()
+		done := make(chan time.Duration, 1)
+		go func() {
+			var b [1]byte
+			_, _ = s.Read(b[:])
+			done <- time.Since(start)
+		}()
+		select {
+		case d := <-done:
+			return d
+		case <-time.After(wait):
+			return wait
+		}
+	}
+	late := 2*l.every + 100*time.Millisecond // two sweeps and a busy box
+	for _, tc := range []struct {
+		name  string
+		setup func(s net.Conn)
+		limit time.Duration // 0: never cut
+	}{
+		{"first header", func(net.Conn) {}, header},
+		{"first header after its first byte", func(s net.Conn) { l.active(s) }, header},
+		{"idle", func(s net.Conn) { l.active(s); l.handled(s, false); l.idled(s) }, idle},
+		{"next header", func(s net.Conn) { l.handled(s, false); l.idled(s); l.active(s) }, header},
+		{"handled", func(s net.Conn) { l.active(s); l.handled(s, false) }, 0},
+		{"body deadline lifted", func(s net.Conn) {
+			l.active(s)
+			_ = s.SetReadDeadline(time.Now().Add(20 * time.Millisecond)) // as fasthttp's headerReceived would
+			l.handled(s, true)
+			l.idled(s)
+		}, idle},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			tc.setup(s)
+			if tc.limit == 0 {
+				if d := cutAfter(s, idle+late); d < idle+late {
+					t.Errorf("a handled connection was cut after %v", d)
+				}
+				return
+			}
+			if d := cutAfter(s, tc.limit+late+time.Second); d < tc.limit || d > tc.limit+late {
+				t.Errorf("cut after %v, want %v to %v", d, tc.limit, tc.limit+late)
+			}
+		})
+	}
+	if n := l.n.Load(); n != 0 {
+		t.Errorf("%d connections still watched", n)
+	}
+	for end := time.Now().Add(time.Second); l.running.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the sweep goes on with no connection left")
+		}
+	}
+}
+
+// BenchmarkReadLimits prices, per keep-alive request on one of 64 loopback
+// connections, fasthttp's two read deadlines (idle, then header) against
+// readLimits' three phase changes.
+func BenchmarkReadLimits(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	for range 64 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		defer s.Close()
+		conns = append(conns, s)
+	}
+	b.Run("deadlines", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			c := conns[i&63]
+			i++
+			_ = c.SetReadDeadline(time.Now().Add(120 * time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		}
+	})
+	b.Run("readLimits", func(b *testing.B) {
+		l := newReadLimits(10*time.Second, 120*time.Second)
+		for _, c := range conns {
+			l.opened(c)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			c := conns[i&63]
+			i++
+			l.active(c)
+			l.handled(c, false)
+			l.idled(c)
+		}
+		b.StopTimer()
+		for _, c := range conns {
+			l.closed(c)
+		}
+	})
+}
