@@ -171,17 +171,19 @@ func (r redactor) captureRequest(e *event.Event, h *fasthttp.RequestHeader) {
 	sc := captureScratchPool.Get().(*captureScratch)
 	defer sc.release()
 	sc.buf = h.AppendBytes(sc.buf[:0])
+	// Lines end in CRLF (AppendBytes writes them; values hold no CR or
+	// LF): find the LF, drop the CR.
 	block := sc.buf
-	if i := bytes.Index(block, crlf); i >= 0 {
-		block = block[i+2:] // the request line
+	if i := bytes.IndexByte(block, '\n'); i >= 0 {
+		block = block[i+1:] // the request line
 	}
-	for len(block) > 0 {
-		i := bytes.Index(block, crlf)
-		if i <= 0 {
+	for {
+		i := bytes.IndexByte(block, '\n')
+		if i <= 1 {
 			break // the blank line that ends the block
 		}
-		line := block[:i]
-		block = block[i+2:]
+		line := block[:i-1]
+		block = block[i+1:]
 		name, value := line, []byte(nil)
 		if c := bytes.IndexByte(line, ':'); c >= 0 {
 			// AppendBytes writes "name: value".
@@ -193,8 +195,6 @@ func (r redactor) captureRequest(e *event.Event, h *fasthttp.RequestHeader) {
 		r.add(e, name, value)
 	}
 }
-
-var crlf = []byte("\r\n")
 
 // captureResponse records the fields of h.
 func (r redactor) captureResponse(e *event.Event, h *fasthttp.ResponseHeader) {
