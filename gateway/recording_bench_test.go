@@ -40,6 +40,13 @@ import (
 // (memtable flushes, about one per 100,000 requests here) still runs into
 // whichever turn follows, so the "on" figures miss some of it.
 //
+// sys-µs/req is the kernel's part of the CPU figure: about a third of
+// what recording costs is kernel time (log writes and syncs, memtable
+// flushes, more wake-ups).
+//
+// WASMGATE_BENCH_ONLY=on (or off) runs that mode's turns alone, so that a
+// -cpuprofile holds one mode: compare two with pprof -diff_base.
+//
 // WASMGATE_BENCH_STORAGE adds YAML keys to the "on" gateway's storage
 // section (for example "sync: false" or "batch_size: 200") to measure
 // what a setting changes.
@@ -102,12 +109,18 @@ log: {level: error}
 	cpu := make([]time.Duration, len(modes))
 	count := make([]int, len(modes))
 	allocs := make([]uint64, len(modes))
+	sys := make([]time.Duration, len(modes))
+	only := os.Getenv("WASMGATE_BENCH_ONLY")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; done += turn {
 		for i := range modes {
+			if only != "" && modes[i] != only {
+				continue
+			}
 			n := max(min(turn, b.N-done), 1)
 			cpu0, allocs0 := cputime.Total(), heapAllocs()
+			_, sys0 := cputime.Process()
 			start := time.Now()
 			if _, err := driveSessions(clients[i], n); err != nil {
 				b.Fatal(err)
@@ -119,6 +132,8 @@ log: {level: error}
 			elapsed := time.Since(start)
 			cpu[i] += cputime.Total() - cpu0
 			allocs[i] += heapAllocs() - allocs0
+			_, sys1 := cputime.Process()
+			sys[i] += sys1 - sys0
 			total[i] += elapsed
 			count[i] += n
 		}
@@ -126,12 +141,18 @@ log: {level: error}
 	b.StopTimer()
 	rps := make([]float64, len(modes))
 	for i, mode := range modes {
+		if count[i] == 0 {
+			continue // WASMGATE_BENCH_ONLY
+		}
 		rps[i] = float64(count[i]) / total[i].Seconds()
 		b.ReportMetric(rps[i], "req/s-"+mode)
 		b.ReportMetric(float64(cpu[i].Microseconds())/float64(count[i]), "cpu-µs/req-"+mode)
 		b.ReportMetric(float64(allocs[i])/float64(count[i]), "allocs/req-"+mode)
+		b.ReportMetric(float64(sys[i].Microseconds())/float64(count[i]), "sys-µs/req-"+mode)
 	}
-	b.ReportMetric(rps[1]/rps[0], "on/off")
+	if rps[0] > 0 && rps[1] > 0 {
+		b.ReportMetric(rps[1]/rps[0], "on/off")
+	}
 	written, syncs := counterValue(b, gws[1], "wasmgate_store_events_written_total"), counterValue(b, gws[1], "wasmgate_store_wal_syncs_total")
 	if syncs > 0 {
 		b.ReportMetric(written/syncs, "events/sync")
