@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -110,5 +111,98 @@ func TestStreamFields(t *testing.T) {
 		if tg.inFlight.Load() != 0 {
 			t.Errorf("%d in flight after all responses ended", tg.inFlight.Load())
 		}
+	}
+}
+
+// TestStreamHeaderApart reads responses with the header going to a header
+// of the caller's own (Stream's hdr): small bodies are read whole into
+// resp, larger and chunked ones stream with their framing in resp's header,
+// and a small body cut short is an error, not a short body.
+func TestStreamHeaderApart(t *testing.T) {
+	verifyNone(t)
+	addr := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		var n int
+		fmt.Sscanf(r.URL.Path, "/%d", &n)
+		w.Header().Set("X-Up", "1")
+		if r.URL.Query().Has("chunked") {
+			w.(http.Flusher).Flush()
+		} else {
+			w.Header().Set("Content-Length", fmt.Sprint(n))
+		}
+		io.WriteString(w, strings.Repeat("b", n))
+	})
+	p, _ := newPools(t, upCfg(addr))
+	u, _ := p.Get("u")
+	for _, tc := range []struct {
+		path  string
+		n     int
+		lease bool
+	}{
+		{"/0", 0, false},
+		{"/100", 100, false},
+		{"/5000", 5000, false}, // more than the first read buffer
+		{"/" + fmt.Sprint(BufferedBody), BufferedBody, false},
+		{"/" + fmt.Sprint(BufferedBody+1), BufferedBody + 1, true},
+		{"/300?chunked", 300, true},
+	} {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		var hdr fasthttp.ResponseHeader
+		req.SetRequestURI("http://x" + tc.path)
+		l, err := u.Stream(req, nil, &hdr, resp, false)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		if (l != nil) != tc.lease {
+			t.Errorf("%s: lease %v, want %v", tc.path, l != nil, tc.lease)
+		}
+		var body []byte
+		if l != nil {
+			if resp.Header.ContentLength() != hdr.ContentLength() {
+				t.Errorf("%s: body framing %d, header's %d", tc.path, resp.Header.ContentLength(), hdr.ContentLength())
+			}
+			body, err = io.ReadAll(resp.BodyStream())
+			resp.CloseBodyStream()
+			l.Release(err == nil)
+		} else {
+			body = resp.Body()
+		}
+		if hdr.StatusCode() != 200 || string(hdr.Peek("X-Up")) != "1" || len(body) != tc.n {
+			t.Errorf("%s: %d X-Up=%q, %d bytes, want 200, 1, %d", tc.path, hdr.StatusCode(), hdr.Peek("X-Up"), len(body), tc.n)
+		}
+		if len(resp.Header.Peek("X-Up")) != 0 {
+			t.Errorf("%s: the header also went to resp", tc.path)
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
+
+	// An upstream that closes after half of the body it announced.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		_, _ = c.Read(buf)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"+strings.Repeat("h", 50))
+	}()
+	p2, _ := newPools(t, upCfg(ln.Addr().String()))
+	u2, _ := p2.Get("u")
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	var hdr fasthttp.ResponseHeader
+	req.SetRequestURI("http://x/")
+	req.Header.SetMethod("POST") // not retried
+	if _, err := u2.Stream(req, nil, &hdr, resp, false); err == nil {
+		t.Errorf("a body cut short: no error, %d bytes", len(resp.Body()))
 	}
 }

@@ -257,10 +257,6 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 		// 1xx informational responses are not relayed.
 	}
 	status, cl := h.StatusCode(), h.ContentLength()
-	if hdr != nil {
-		resp.Header.SetStatusCode(status)
-		resp.Header.SetContentLength(cl)
-	}
 	closeConn := req.ConnectionClose() || h.ConnectionClose()
 	if req.Header.IsHead() || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified ||
 		status == fasthttp.StatusSwitchingProtocols {
@@ -275,7 +271,11 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 	}
 	if cl >= 0 && cl <= BufferedBody {
 		resp.StreamBody = false
-		err = resp.ReadBody(br, 0)
+		if hdr != nil {
+			err = readFixedBody(br, resp, cl)
+		} else {
+			err = resp.ReadBody(br, 0)
+		}
 		releaseReader(br)
 		if err != nil {
 			hc.CloseConn(cc)
@@ -288,11 +288,36 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 		}
 		return nil, nil
 	}
+	if hdr != nil {
+		// The body stream reads its framing from resp's own header.
+		resp.Header.SetStatusCode(status)
+		resp.Header.SetContentLength(cl)
+	}
 	resp.StreamBody = true
 	_ = resp.ReadBody(br, 0) // attaches the body stream; reads nothing yet
 	l := leasePool.Get().(*Lease)
 	*l = Lease{t: t, hc: hc, cc: cc, conn: conn, br: br, reuse: !closeConn && cl != -2, long: long}
 	return l, nil
+}
+
+// readFixedBody reads an n-byte body from br into resp, as resp.ReadBody
+// would with a Content-Length of n in resp's own header (which a caller
+// passing Stream a header of its own leaves untouched).
+func readFixedBody(br *bufio.Reader, resp *fasthttp.Response, n int) error {
+	resp.ResetBody()
+	for n > 0 {
+		p, err := br.Peek(min(n, br.Size()))
+		resp.AppendBody(p)
+		n -= len(p)
+		_, _ = br.Discard(len(p))
+		if err != nil && n > 0 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // errFieldsUnsupported is a request Stream cannot add fields to.
