@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -302,21 +303,16 @@ func (t *Target) exchange(hc *fasthttp.HostClient, req *fasthttp.Request, fields
 
 // readFixedBody reads an n-byte body from br into resp, as resp.ReadBody
 // would with a Content-Length of n in resp's own header (which a caller
-// passing Stream a header of its own leaves untouched).
+// passing Stream a header of its own leaves untouched). Like ReadBody it
+// reads into the body buffer itself, so that a body larger than br's buffer
+// comes in reads as large as the body, not the buffer.
 func readFixedBody(br *bufio.Reader, resp *fasthttp.Response, n int) error {
-	resp.ResetBody()
-	for n > 0 {
-		p, err := br.Peek(min(n, br.Size()))
-		resp.AppendBody(p)
-		n -= len(p)
-		_, _ = br.Discard(len(p))
-		if err != nil && n > 0 {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
+	b := slices.Grow(resp.SwapBody(nil)[:0], n)[:n]
+	if _, err := io.ReadFull(br, b); err != nil {
+		resp.SwapBody(b[:0])
+		return err
 	}
+	resp.SwapBody(b)
 	return nil
 }
 
