@@ -776,7 +776,7 @@ func TestWorkerReleasesEvents(t *testing.T) {
 	w.Close()
 	record(newEvent("s0", event.Request, 1001)) // shed: closed
 	for i, e := range given {
-		if e.Session != "" || e.Headers != nil && len(e.Headers) != 0 {
+		if e.Session != "" || len(e.Headers) != 0 || e.RequestID != "" {
 			t.Fatalf("event %d not released: %+v", i, e)
 		}
 	}
