@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // writeDeadlines remembers the write deadline last set on each client
@@ -82,10 +83,18 @@ type readLimits struct {
 	every        time.Duration
 	epoch        time.Time
 	now          atomic.Int64 // milliseconds since epoch as of the last sweep
-	conns        sync.Map     // net.Conn -> *connWatch
-	n            atomic.Int64 // watched connections
-	running      atomic.Bool  // a sweep goroutine is on
+	// A connection's watch is in its slot (direct-mapped by the address
+	// of its *net.TCPConn), or in overflow when the slot is taken or the
+	// connection is of another type: a sync.Map lookup cost about 0.1 µs
+	// per phase change under load.
+	slots    [watchSlots]atomic.Pointer[connWatch]
+	overflow sync.Map // net.Conn -> *connWatch
+	nOver    atomic.Int64
+	n        atomic.Int64 // watched connections
+	running  atomic.Bool  // a sweep goroutine is on
 }
+
+const watchSlots = 4096 // a power of two
 
 // Phases of a watched connection (connWatch.state's top bits).
 const (
@@ -100,6 +109,7 @@ const (
 // milliseconds since readLimits.epoch). Only the goroutine serving the
 // connection changes it, apart from the sweep's cut.
 type connWatch struct {
+	conn  net.Conn
 	state atomic.Uint64
 	// fresh: no request read yet, so the first header counts from the
 	// connection's start. bodyDeadline: fasthttp set its body read
@@ -132,9 +142,12 @@ func (l *readLimits) stamp(phase, since int64) uint64 {
 // opened starts watching a new connection.
 func (l *readLimits) opened(c net.Conn) {
 	now := time.Since(l.epoch).Milliseconds() // once per connection
-	w := &connWatch{fresh: true}
+	w := &connWatch{conn: c, fresh: true}
 	w.state.Store(l.stamp(phaseHeader, now))
-	l.conns.Store(c, w)
+	if slot := l.slot(c); slot == nil || !slot.CompareAndSwap(nil, w) {
+		l.overflow.Store(c, w)
+		l.nOver.Add(1)
+	}
 	l.n.Add(1)
 	if !l.running.Load() && l.running.CompareAndSwap(false, true) {
 		l.now.Store(now)
@@ -144,13 +157,42 @@ func (l *readLimits) opened(c net.Conn) {
 
 // closed stops watching c (closed or hijacked).
 func (l *readLimits) closed(c net.Conn) {
-	if _, ok := l.conns.LoadAndDelete(c); ok {
+	if slot := l.slot(c); slot != nil {
+		if w := slot.Load(); w != nil && w.conn == c && slot.CompareAndSwap(w, nil) {
+			l.n.Add(-1)
+			return
+		}
+	}
+	if _, ok := l.overflow.LoadAndDelete(c); ok {
+		l.nOver.Add(-1)
 		l.n.Add(-1)
 	}
 }
 
+// slot returns c's slot, or nil for a connection other than a
+// *net.TCPConn.
+func (l *readLimits) slot(c net.Conn) *atomic.Pointer[connWatch] {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	// Fibonacci hashing of the address: the top bits of the product.
+	h := uint64(uintptr(unsafe.Pointer(tc))) * 0x9e3779b97f4a7c15
+	return &l.slots[h>>(64-watchSlotBits)]
+}
+
+const watchSlotBits = 12 // log2(watchSlots)
+
 func (l *readLimits) watch(c net.Conn) *connWatch {
-	if w, ok := l.conns.Load(c); ok {
+	if slot := l.slot(c); slot != nil {
+		if w := slot.Load(); w != nil && w.conn == c {
+			return w
+		}
+	}
+	if l.nOver.Load() == 0 {
+		return nil
+	}
+	if w, ok := l.overflow.Load(c); ok {
 		return w.(*connWatch)
 	}
 	return nil
@@ -217,8 +259,7 @@ func (l *readLimits) sweep(now int64) {
 	l.now.Store(now)
 	slack := l.every.Milliseconds()
 	header, idle := l.header.Milliseconds()+slack, l.idle.Milliseconds()+slack
-	l.conns.Range(func(k, v any) bool {
-		w := v.(*connWatch)
+	check := func(w *connWatch) {
 		s := w.state.Load()
 		var limit int64
 		switch s >> phaseShift {
@@ -227,11 +268,21 @@ func (l *readLimits) sweep(now int64) {
 		case phaseIdle:
 			limit = idle
 		default:
-			return true
+			return
 		}
 		if limit > slack && now-int64(s&sinceMask) >= limit && w.state.CompareAndSwap(s, l.stamp(phaseHandled, 0)) {
-			_ = k.(net.Conn).SetReadDeadline(aLongTimeAgo)
+			_ = w.conn.SetReadDeadline(aLongTimeAgo)
 		}
-		return true
-	})
+	}
+	for i := range l.slots {
+		if w := l.slots[i].Load(); w != nil {
+			check(w)
+		}
+	}
+	if l.nOver.Load() > 0 {
+		l.overflow.Range(func(_, v any) bool {
+			check(v.(*connWatch))
+			return true
+		})
+	}
 }

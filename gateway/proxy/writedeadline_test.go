@@ -200,3 +200,59 @@ func BenchmarkReadLimits(b *testing.B) {
 		}
 	})
 }
+
+// TestReadLimitsOverflow checks the watches kept outside the slot table: a
+// connection other than a *net.TCPConn, and one whose slot is taken, are
+// found, swept and forgotten like the others.
+func TestReadLimitsOverflow(t *testing.T) {
+	l := newReadLimits(100*time.Millisecond, 100*time.Millisecond)
+
+	// A pipe: no slot.
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	l.opened(a)
+	if l.watch(a) == nil || l.nOver.Load() != 1 {
+		t.Fatalf("pipe not watched in overflow (%d there)", l.nOver.Load())
+	}
+	start := time.Now()
+	var buf [1]byte
+	if _, err := a.Read(buf[:]); err == nil || time.Since(start) < 100*time.Millisecond {
+		t.Errorf("pipe read ended after %v with %v, want a cut after 100ms", time.Since(start), err)
+	}
+	l.closed(a)
+
+	// A TCP connection whose slot another connection holds.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holder := &connWatch{conn: b}
+	l.slot(s).Store(holder)
+	l.opened(s)
+	if w := l.watch(s); w == nil || w == holder || l.nOver.Load() != 1 {
+		t.Fatalf("connection with a taken slot: watch %p (holder %p), %d in overflow", w, holder, l.nOver.Load())
+	}
+	l.handled(s, false)
+	l.closed(s)
+	if l.slot(s).Load() != holder || l.nOver.Load() != 0 || l.n.Load() != 0 {
+		t.Errorf("after close: slot holder kept %v, %d in overflow, %d watched", l.slot(s).Load() == holder, l.nOver.Load(), l.n.Load())
+	}
+	l.slot(s).Store(nil)
+	for end := time.Now().Add(time.Second); l.running.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the sweep goes on with no connection left")
+		}
+	}
+}
