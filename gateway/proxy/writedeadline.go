@@ -110,6 +110,7 @@ const (
 // connection changes it, apart from the sweep's cut.
 type connWatch struct {
 	conn  net.Conn
+	tcp   *net.TCPConn // conn, when it is one: a pointer compare finds a slot's owner
 	state atomic.Uint64
 	// fresh: no request read yet, so the first header counts from the
 	// connection's start. bodyDeadline: fasthttp set its body read
@@ -143,8 +144,9 @@ func (l *readLimits) stamp(phase, since int64) uint64 {
 func (l *readLimits) opened(c net.Conn) {
 	now := time.Since(l.epoch).Milliseconds() // once per connection
 	w := &connWatch{conn: c, fresh: true}
+	w.tcp, _ = c.(*net.TCPConn)
 	w.state.Store(l.stamp(phaseHeader, now))
-	if slot := l.slot(c); slot == nil || !slot.CompareAndSwap(nil, w) {
+	if slot, _ := l.slot(c); slot == nil || !slot.CompareAndSwap(nil, w) {
 		l.overflow.Store(c, w)
 		l.nOver.Add(1)
 	}
@@ -157,8 +159,8 @@ func (l *readLimits) opened(c net.Conn) {
 
 // closed stops watching c (closed or hijacked).
 func (l *readLimits) closed(c net.Conn) {
-	if slot := l.slot(c); slot != nil {
-		if w := slot.Load(); w != nil && w.conn == c && slot.CompareAndSwap(w, nil) {
+	if slot, tc := l.slot(c); slot != nil {
+		if w := slot.Load(); w != nil && w.tcp == tc && slot.CompareAndSwap(w, nil) {
 			l.n.Add(-1)
 			return
 		}
@@ -169,23 +171,23 @@ func (l *readLimits) closed(c net.Conn) {
 	}
 }
 
-// slot returns c's slot, or nil for a connection other than a
-// *net.TCPConn.
-func (l *readLimits) slot(c net.Conn) *atomic.Pointer[connWatch] {
+// slot returns c's slot and c as a *net.TCPConn, or nil for another kind
+// of connection.
+func (l *readLimits) slot(c net.Conn) (*atomic.Pointer[connWatch], *net.TCPConn) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	// Fibonacci hashing of the address: the top bits of the product.
 	h := uint64(uintptr(unsafe.Pointer(tc))) * 0x9e3779b97f4a7c15
-	return &l.slots[h>>(64-watchSlotBits)]
+	return &l.slots[h>>(64-watchSlotBits)], tc
 }
 
 const watchSlotBits = 12 // log2(watchSlots)
 
 func (l *readLimits) watch(c net.Conn) *connWatch {
-	if slot := l.slot(c); slot != nil {
-		if w := slot.Load(); w != nil && w.conn == c {
+	if slot, tc := l.slot(c); slot != nil {
+		if w := slot.Load(); w != nil && w.tcp == tc {
 			return w
 		}
 	}

@@ -239,17 +239,18 @@ func TestReadLimitsOverflow(t *testing.T) {
 	}
 	defer s.Close()
 	holder := &connWatch{conn: b}
-	l.slot(s).Store(holder)
+	slot, _ := l.slot(s)
+	slot.Store(holder)
 	l.opened(s)
 	if w := l.watch(s); w == nil || w == holder || l.nOver.Load() != 1 {
 		t.Fatalf("connection with a taken slot: watch %p (holder %p), %d in overflow", w, holder, l.nOver.Load())
 	}
 	l.handled(s, false)
 	l.closed(s)
-	if l.slot(s).Load() != holder || l.nOver.Load() != 0 || l.n.Load() != 0 {
-		t.Errorf("after close: slot holder kept %v, %d in overflow, %d watched", l.slot(s).Load() == holder, l.nOver.Load(), l.n.Load())
+	if slot.Load() != holder || l.nOver.Load() != 0 || l.n.Load() != 0 {
+		t.Errorf("after close: slot holder kept %v, %d in overflow, %d watched", slot.Load() == holder, l.nOver.Load(), l.n.Load())
 	}
-	l.slot(s).Store(nil)
+	slot.Store(nil)
 	for end := time.Now().Add(time.Second); l.running.Load(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("the sweep goes on with no connection left")
