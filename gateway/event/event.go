@@ -9,9 +9,11 @@
 // Record takes ownership of the event, whether it returns true or false:
 // the producer never touches it again, nor anything its fields hold, so a
 // sink may queue it without copying. The proxy records a few events per
-// request, and allocating each (with its header fields and a string of
-// their bytes) was a large part of what recording cost, so events are
-// pooled: a producer takes one from [New], copies what it records into the
+// request; allocating each, with its header fields and a string of their
+// bytes, made about 13 heap allocations per recorded request (against ~1.4
+// for the rest of the request), garbage that sets how often the collector
+// runs. So events are pooled (about 2 allocations per recorded request
+// remain): a producer takes one from [New], copies what it records into the
 // event's own storage ([Event.Keep], [Event.KeepString], [Event.AddHeader])
 // and records it. The sink, once it has no further use for the event
 // (the store: once the event is written, or given up), calls
