@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -211,4 +213,86 @@ func BenchmarkCommitBatch(b *testing.B) {
 	// Process CPU (Pebble's flushes included), not wall time: on a shared
 	// box the wall clock mostly measures the neighbours.
 	b.ReportMetric(float64((cputime.Total()-cpu0).Nanoseconds())/float64(b.N*len(evs)), "cpu-ns/event")
+}
+
+// BenchmarkPebbleFloor measures what Pebble alone costs per recorded
+// exchange under the fixed write contract, with none of the
+// recorder's own work: one session/seq key per exchange (a request and its
+// response as one 290-byte run, BenchmarkGatewayRecording's shape), 25 keys
+// (50 events) per batch over 1,000 sessions, every batch synced. As the
+// worker does, one goroutine applies batches in key order and a second one
+// waits for their syncs, up to 64 batches behind, with
+// storage.sync_interval's 10ms default, so that batches share syncs
+// (sync=grouped); sync=none applies the same batches without a sync.
+// cpu-µs/exchange is process CPU, memtable flushes and compactions
+// included. Set against BenchmarkGatewayRecording's cpu-µs/req-off, it
+// bounds the on/off ratio that any recorder built on this contract can
+// reach on this machine: off / (off + floor).
+func BenchmarkPebbleFloor(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		name := "sync=none"
+		if sync {
+			name = "sync=grouped"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(b.TempDir(), Options{MinSyncInterval: 10 * time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			value := bytes.Repeat([]byte("Content-Type: application/json\r\n"), 10)[:290]
+			ids := make([]string, 1000)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("bench-%d", i)
+			}
+			seqs := make([]uint64, len(ids))
+			keys := make([][]byte, 25)
+			applied := make(chan *pebble.Batch, 64)
+			synced := make(chan error, 1)
+			go func() {
+				var first error
+				for batch := range applied {
+					if err := batch.SyncWait(); err != nil && first == nil {
+						first = err
+					}
+					batch.Close()
+				}
+				synced <- first
+			}()
+			b.ResetTimer()
+			usr0, sys0 := cputime.Process()
+			for n := range b.N {
+				for i := range keys {
+					j := (n*25 + i*7919) % len(ids)
+					keys[i] = eventKey(keys[i][:0], ids[j], seqs[j])
+					seqs[j] += 2
+				}
+				slices.SortFunc(keys, bytes.Compare)
+				batch := s.db.NewBatch()
+				for _, k := range keys {
+					if err := batch.Set(k, value, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if !sync {
+					if err := batch.Commit(pebble.NoSync); err != nil {
+						b.Fatal(err)
+					}
+					batch.Close()
+					continue
+				}
+				if err := s.db.ApplyNoSyncWait(batch, pebble.Sync); err != nil {
+					b.Fatal(err)
+				}
+				applied <- batch
+			}
+			close(applied)
+			if err := <-synced; err != nil {
+				b.Fatal(err)
+			}
+			usr1, sys1 := cputime.Process()
+			b.ReportMetric(float64((usr1+sys1-usr0-sys0).Nanoseconds())/1e3/float64(b.N*25), "cpu-µs/exchange")
+			b.ReportMetric(float64((sys1-sys0).Nanoseconds())/1e3/float64(b.N*25), "sys-µs/exchange")
+		})
+	}
 }
