@@ -40,6 +40,7 @@ var (
 	hdrExpect         = []byte("Expect")
 	viaValue          = []byte("1.1 wasmgate")
 	strHTTP           = []byte("http")
+	strHTTP11         = []byte("HTTP/1.1")
 	strHTTPS          = []byte("https")
 	strEventStream    = []byte("text/event-stream")
 	commaSpace        = []byte(", ")

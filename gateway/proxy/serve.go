@@ -243,9 +243,22 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		// last read of ctx's URI (a query session key parses it again).
 		out.SetRequestURIBytes(out.Header.RequestURI())
 	}
+	// A proxy sends its own version (RFC 9110 §6.2): an HTTP/1.0 request
+	// goes upstream as HTTP/1.1, on a connection that stays pooled. The
+	// client's own request gets its version back once written: fasthttp
+	// frames the client's response and keeps its connection by it.
+	var proto [8]byte
+	downgraded := 0
+	if !out.Header.IsHTTP11() {
+		downgraded = copy(proto[:], out.Header.Protocol())
+		out.Header.SetProtocolBytes(strHTTP11)
+	}
 	// The response header is read straight into the client response's:
 	// no copy. resp keeps the body and its framing.
 	lease, err := rt.up.Stream(out, fields, &ctx.Response.Header, resp, x.long)
+	if downgraded > 0 && out == req {
+		req.Header.SetProtocolBytes(proto[:downgraded])
+	}
 	if err != nil {
 		// Whatever part of an upstream header was read is not the answer,
 		// and its Connection: close is not the client's.

@@ -1,0 +1,118 @@
+package proxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wasmgate/wasmgate/gateway/chain"
+	"github.com/wasmgate/wasmgate/gateway/config"
+)
+
+// recordingUpstream records, per request, the version, target, Host and
+// X-Forwarded-Host it received, and counts the connections it accepted.
+type recordingUpstream struct {
+	*testUpstream
+	mu    sync.Mutex
+	seen  []string
+	conns atomic.Int32
+}
+
+func startRecordingUpstream(t *testing.T) *recordingUpstream {
+	u := &recordingUpstream{}
+	u.testUpstream = startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen = append(u.seen, fmt.Sprintf("%s %s %s host=%s xfh=%s", r.Method, r.RequestURI, r.Proto, r.Host, r.Header.Get("X-Forwarded-Host")))
+		u.mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	u.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			u.conns.Add(1)
+		}
+	}
+	return u
+}
+
+func (u *recordingUpstream) take() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.seen
+	u.seen = nil
+	return s
+}
+
+// conformGateways starts a gateway on the in-place path (no plugin) and
+// one on the copy path (a plugin chain that changes nothing) in front of up.
+func conformGateways(t *testing.T, up string, mutate func(*config.Config)) map[string]*gw {
+	return map[string]*gw{
+		"in-place": startGateway(t, testConfig(t, []string{up}, mutate), nil, nil),
+		"copy":     startGatewayChains(t, testConfig(t, []string{up}, mutate), map[string]chain.Chain{"r": &editChain{}}),
+	}
+}
+
+// An HTTP/1.0 request goes upstream as HTTP/1.1 (RFC 9110 §6.2), on a
+// pooled upstream connection; the client still gets an HTTP/1.0-readable
+// answer, its connection closed unless it asked for keep-alive.
+func TestHTTP10ForwardedAsHTTP11(t *testing.T) {
+	for _, path := range []string{"in-place", "copy"} {
+		t.Run(path, func(t *testing.T) {
+			verifyNone(t)
+			up := startRecordingUpstream(t)
+			g := conformGateways(t, up.addr, nil)[path]
+
+			// No keep-alive: answered, then closed.
+			c, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			get(t, c, br, "GET /one?q=1 HTTP/1.0\r\nHost: x\r\n\r\n")
+			if n, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("HTTP/1.0 connection without keep-alive still open (%v, %v)", n, err)
+			}
+
+			// Keep-alive: two answers on one connection, which stays open.
+			c2, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			_ = c2.SetDeadline(time.Now().Add(10 * time.Second))
+			br2 := bufio.NewReader(c2)
+			for _, p := range []string{"/two", "/three"} {
+				resp := get(t, c2, br2, "GET "+p+" HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+				if resp.Close {
+					t.Fatal("HTTP/1.0 keep-alive connection closed")
+				}
+			}
+			// A body to a 1.0 client has a length (not chunked).
+			resp, b := send200(t, c2, br2, "POST /four HTTP/1.0\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+			if string(b) != "ok" || resp.ContentLength != 2 || len(resp.TransferEncoding) > 0 {
+				t.Fatalf("POST over HTTP/1.0: body %q length %d te %v", b, resp.ContentLength, resp.TransferEncoding)
+			}
+
+			want := []string{
+				"GET /one?q=1 HTTP/1.1 host=x xfh=x",
+				"GET /two HTTP/1.1 host=x xfh=x",
+				"GET /three HTTP/1.1 host=x xfh=x",
+				"POST /four HTTP/1.1 host=x xfh=x",
+			}
+			if got := up.take(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("upstream saw\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if n := up.conns.Load(); n != 1 {
+				t.Errorf("upstream accepted %d connections for four sequential requests, want 1 (pooled)", n)
+			}
+		})
+	}
+}
