@@ -116,3 +116,59 @@ func TestHTTP10ForwardedAsHTTP11(t *testing.T) {
 		})
 	}
 }
+
+// An absolute-form target goes upstream in origin-form with its authority
+// as Host (RFC 9112 §3.2.2), and that authority, not the Host field,
+// routes the request and is X-Forwarded-Host. A target of no form a
+// gateway forwards is refused with a reason, and CONNECT (a tunnel) with
+// a 400 that says so.
+func TestRequestTargetForms(t *testing.T) {
+	for _, path := range []string{"in-place", "copy"} {
+		t.Run(path, func(t *testing.T) {
+			verifyNone(t)
+			up := startRecordingUpstream(t)
+			g := conformGateways(t, up.addr, func(c *config.Config) {
+				c.Routes[0].Match.Host = "a.example"
+			})[path]
+			for _, tc := range []struct {
+				name, raw string
+				code      int
+				want      string // what the upstream saw, or the reason in the answer
+			}{
+				{"origin-form", "GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\n\r\n", 200, "GET /p?q=1 HTTP/1.1 host=a.example xfh=a.example"},
+				{"absolute-form", "GET http://a.example/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n", 200, "GET /p?q=1 HTTP/1.1 host=a.example xfh=a.example"},
+				{"absolute-form, no Host field (HTTP/1.1 needs one)", "GET http://a.example/p HTTP/1.1\r\n\r\n", 400, "malformed request"},
+				{"absolute-form https, port, body", "POST https://a.example:8443/b//c?x=%2f HTTP/1.1\r\nHost: a.example\r\nContent-Length: 2\r\n\r\nhi", 200, "POST /b//c?x=%2f HTTP/1.1 host=a.example:8443 xfh=a.example:8443"},
+				{"absolute-form, empty path", "GET http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n", 200, "GET / HTTP/1.1 host=a.example xfh=a.example"},
+				{"absolute-form, query only", "GET HTTP://a.example?q HTTP/1.1\r\nHost: a.example\r\n\r\n", 200, "GET /?q HTTP/1.1 host=a.example xfh=a.example"},
+				{"absolute-form HTTP/1.0", "GET http://a.example/ten HTTP/1.0\r\n\r\n", 200, "GET /ten HTTP/1.1 host=a.example xfh=a.example"},
+				{"authority wins over Host", "GET http://other/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 404, "no route"},
+				{"other scheme", "GET ftp://a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
+				{"empty authority", "GET http:///p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
+				{"userinfo", "GET http://u:p@a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
+				{"relative target", "GET foo HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "malformed request"},
+				{"authority-form outside CONNECT", "GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "malformed request"},
+				{"asterisk outside OPTIONS", "GET * HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "malformed request"},
+				{"CONNECT", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", 400, "CONNECT is not supported"},
+				{"CONNECT, origin-form", "CONNECT /p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "CONNECT is not supported"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					resp := rawRequest(t, g.addr, strings.Replace(tc.raw, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1), 5*time.Second)
+					got := up.take()
+					if statusOf(resp) != tc.code {
+						t.Fatalf("got %q, want %d (upstream saw %q)", resp, tc.code, got)
+					}
+					if tc.code != 200 {
+						if !strings.Contains(resp, tc.want) || len(got) > 0 {
+							t.Fatalf("got %q, upstream saw %q; want %d %q and nothing forwarded", resp, got, tc.code, tc.want)
+						}
+						return
+					}
+					if len(got) != 1 || got[0] != tc.want {
+						t.Fatalf("upstream saw %q, want %q", got, tc.want)
+					}
+				})
+			}
+		})
+	}
+}

@@ -41,6 +41,7 @@ var (
 	viaValue          = []byte("1.1 wasmgate")
 	strHTTP           = []byte("http")
 	strHTTP11         = []byte("HTTP/1.1")
+	strSchemeEnd      = []byte("://")
 	strHTTPS          = []byte("https")
 	strEventStream    = []byte("text/event-stream")
 	commaSpace        = []byte(", ")
@@ -108,6 +109,67 @@ func keepPrior(h header, key []byte, n int, stripped bool) bool {
 		h.DelBytes(key)
 	}
 	return true
+}
+
+// Reasons checkTarget gives.
+const (
+	reasonTarget  = "request target must be a path, an http or https URI, or * for OPTIONS"
+	reasonConnect = "CONNECT is not supported"
+)
+
+// checkTarget says why a request whose target is not origin-form (does not
+// start with '/'), or whose method is CONNECT, is refused, or "" to
+// forward it. fasthttp accepted the target: origin-form, `*` for OPTIONS,
+// scheme://..., or anything for CONNECT.
+func checkTarget(h *fasthttp.RequestHeader) string {
+	if h.IsConnect() {
+		return reasonConnect
+	}
+	uri := h.RequestURI()
+	if len(uri) == 1 && uri[0] == '*' {
+		return ""
+	}
+	if _, _, ok := absoluteTarget(uri); !ok {
+		return reasonTarget
+	}
+	return ""
+}
+
+// absoluteTarget splits an absolute-form request target (RFC 9112 §3.2.2)
+// into its authority and what follows it (the origin-form target, maybe
+// without its leading '/'). ok is false unless the scheme is http or https
+// and the authority is a host, without userinfo (RFC 9110 §4.2.1, §4.2.4).
+func absoluteTarget(uri []byte) (authority, rest []byte, ok bool) {
+	i := bytes.Index(uri, strSchemeEnd)
+	if i < 0 || !(equalFoldASCII(uri[:i], "http") || equalFoldASCII(uri[:i], "https")) {
+		return nil, nil, false
+	}
+	authority = uri[i+len(strSchemeEnd):]
+	if j := bytes.IndexAny(authority, "/?"); j >= 0 {
+		authority, rest = authority[:j], authority[j:]
+	}
+	if len(authority) == 0 || bytes.IndexByte(authority, '@') >= 0 {
+		return nil, nil, false
+	}
+	return authority, rest, true
+}
+
+// toOriginForm rewrites an absolute-form target in h to origin-form, its
+// authority the Host field (RFC 9112 §3.2.2: the target's authority
+// replaces any Host the client sent). buf is scratch space.
+func toOriginForm(h *fasthttp.RequestHeader, buf []byte) []byte {
+	authority, rest, ok := absoluteTarget(h.RequestURI())
+	if !ok {
+		return buf // `*`
+	}
+	h.SetHostBytes(authority)
+	buf = buf[:0]
+	if len(rest) == 0 || rest[0] != '/' {
+		buf = append(buf, '/')
+	}
+	buf = append(buf, rest...)
+	h.SetRequestURIBytes(buf)
+	return buf
 }
 
 // Fields found by a scan of a header block (see scanRequest).

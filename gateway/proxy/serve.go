@@ -37,7 +37,9 @@ type exchange struct {
 	upEOF  bool
 	// reqSeen is what scanRequest found in the client's header block.
 	reqSeen int
-	start   time.Time
+	// absolute: the request target is absolute-form (toOriginForm).
+	absolute bool
+	start    time.Time
 	// doneAt is when the response headers were ready, for a response that
 	// is written whole after the handler returns: finish arms the client
 	// write deadline from it instead of reading the clock again.
@@ -140,6 +142,16 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		x.fail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "too many request header fields", nil)
 		return false
 	}
+	if uri := req.Header.RequestURI(); len(uri) == 0 || uri[0] != '/' || req.Header.IsConnect() {
+		if reason := checkTarget(&req.Header); reason != "" {
+			ctx.SetConnectionClose()
+			x.fail(ctx, fasthttp.StatusBadRequest, reason, nil)
+			return false
+		}
+		// fasthttp routes an absolute-form request by its authority, as
+		// RFC 9112 §3.2.2 says; forward sends it in origin-form.
+		x.absolute = uri[0] != '*'
+	}
 	x.table = p.acquireRoutes()
 	rt := x.table.match(ctx.Host(), ctx.Path())
 	if rt == nil {
@@ -178,6 +190,11 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 // serve returns.
 func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl int) bool {
 	p, rt, req := x.p, x.rt, &ctx.Request
+	if x.absolute {
+		// After routing, which read ctx's URI (parsed once: ctx.Host stays
+		// the authority, for X-Forwarded-Host).
+		x.scratch = toOriginForm(&out.Header, x.scratch)
+	}
 	x.long = wantsStream(&req.Header)
 	x.prepareRequest(ctx, &out.Header)
 	if !x.beginSession(ctx) {
