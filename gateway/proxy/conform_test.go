@@ -172,3 +172,65 @@ func TestRequestTargetForms(t *testing.T) {
 		})
 	}
 }
+
+// A header line ended by LF alone is refused with 400 and the connection
+// closed, never forwarded (RFC 9112 §2.2 lets a recipient reject it):
+// fasthttp ends a block at a bare-LF empty line once a CRLFCRLF follows
+// anywhere, so a peer ending lines at CRLF only would take the next request
+// for part of this one. A bare CR is a malformed request. A block of
+// bare-LF lines with no CRLFCRLF after it is never complete for fasthttp:
+// it is answered when limits.read_header_timeout runs out.
+func TestBareLFAndCR(t *testing.T) {
+	for _, path := range []string{"in-place", "copy"} {
+		t.Run(path, func(t *testing.T) {
+			verifyNone(t)
+			up := startRecordingUpstream(t)
+			g := conformGateways(t, up.addr, func(c *config.Config) {
+				c.Limits.ReadHeaderTimeout = config.Duration(300 * time.Millisecond)
+			})[path]
+			for _, tc := range []struct {
+				name, raw string
+				code      int
+				reason    string
+			}{
+				{"bare LF after a field", "GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400, "bare LF in header"},
+				{"bare LF after a folded field", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\nX-B: d\r\n\r\n", 400, "bare LF in header"},
+				{"bare LF before the last field", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\nX-B: d\r\n\r\nhi", 400, "bare LF in header"},
+				{"bare-LF block ahead of a smuggled request", "GET / HTTP/1.1\r\nHost: x\nX-A: b\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bare LF in header"},
+				{"bare-LF request ahead of a smuggled request", "GET / HTTP/1.1\nHost: x\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bare LF in header"},
+				{"bare CR in a value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400, "malformed request"},
+				{"bare CR ending a value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: ab\r\r\n\r\n", 400, "malformed request"},
+				{"bare CR in a name", "GET / HTTP/1.1\r\nHost: x\r\nX-A\r: b\r\n\r\n", 400, "malformed request"},
+				{"bare CR in the request line", "GET / HTTP/1.1\r\r\nHost: x\r\n\r\n", 400, "malformed request"},
+				{"bare-LF block, never complete", "GET / HTTP/1.1\nHost: x\n\n", 408, "request not received in time"},
+				{"bare-LF empty line, never complete", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b\n\r\n", 408, "request not received in time"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					resp := rawRequest(t, g.addr, tc.raw, 5*time.Second)
+					if got := up.take(); len(got) > 0 {
+						t.Fatalf("upstream saw %q", got)
+					}
+					if statusOf(resp) != tc.code || !strings.Contains(resp, tc.reason) || !strings.Contains(resp, "Connection: close") {
+						t.Fatalf("got %q, want %d %q and the connection closed", resp, tc.code, tc.reason)
+					}
+					if strings.Count(resp, "HTTP/1.1 ") != 1 {
+						t.Fatalf("more than one response (smuggled request served): %q", resp)
+					}
+				})
+			}
+			// Lines ended by CRLF pass (and the request line may end in a
+			// bare LF: fasthttp writes its own).
+			for _, raw := range []string{
+				"GET /ok HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n",
+				"GET /ok HTTP/1.1\nHost: x\r\n\r\n",
+			} {
+				if resp := rawRequest(t, g.addr, strings.Replace(raw, "Host: x\r\n", "Host: x\r\nConnection: close\r\n", 1), 5*time.Second); statusOf(resp) != 200 {
+					t.Fatalf("%q: got %q", raw, resp)
+				}
+				if got := up.take(); len(got) != 1 || got[0] != "GET /ok HTTP/1.1 host=x xfh=x" {
+					t.Fatalf("%q: upstream saw %q", raw, got)
+				}
+			}
+		})
+	}
+}

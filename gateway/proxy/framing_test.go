@@ -29,6 +29,8 @@ func TestBadFraming(t *testing.T) {
 		{"identity", "Host: x\r\nTransfer-Encoding: identity\r\n", "unsupported Transfer-Encoding (only chunked is accepted)"},
 		{"name in a value only", "Host: x\r\nX-Note: transfer-encoding: identity\r\nContent-Length: 0\r\n", ""},
 		{"longer name", "Host: x\r\nTransfer-Encodings: identity\r\n", ""},
+		{"bare LF", "Host: x\nAccept: */*\r\n", "bare LF in header"},
+		{"bare LF and CL+TE", "Host: x\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n", "bare LF in header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := readRequestHeader(t, "POST / HTTP/1.1\r\n"+tc.head+"\r\n")

@@ -181,6 +181,7 @@ const (
 	seenLength                // Content-Length (for badFraming)
 	seenTE                    // Transfer-Encoding (for badFraming)
 	seenBadTE                 // a Transfer-Encoding other than chunked (scanRequest only)
+	seenBareLF                // a line ended by LF alone (scanRequest only)
 )
 
 // classify says which of the fields the rewrite cares about key is. fasthttp
@@ -238,7 +239,7 @@ func classify(key []byte) int {
 //
 // scanRequest reads the field names from the raw header block, a memchr
 // per line, and also counts the fields (for limits.max_headers) and notes
-// what badFraming needs.
+// what badFraming needs, a line ended by LF alone among them.
 // RequestHeader.All (and Len, which uses it) would parse the Cookie field
 // into cookies, which Write then serializes again: a cost per request with
 // cookies, and a rewrite of a field the gateway should forward as it came.
@@ -248,6 +249,9 @@ func scanRequest(h *fasthttp.RequestHeader) (seen, fields int) {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
 			line, raw = raw[:i], raw[i+1:]
+			if i == 0 || line[i-1] != '\r' {
+				seen |= seenBareLF
+			}
 		} else {
 			raw = nil
 		}

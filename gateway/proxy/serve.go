@@ -465,9 +465,16 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 // request carrying both Content-Length and Transfer-Encoding (fasthttp lets
 // Transfer-Encoding win; nginx and Envoy answer 400 to avoid smuggling), or
 // a Transfer-Encoding other than chunked (fasthttp drops "identity"
-// silently). seen is what scanRequest found in the raw header block.
+// silently), or a header line ended by LF alone. fasthttp accepts a bare
+// LF, and ends a header block at a bare-LF empty line once a CRLFCRLF is
+// anywhere in what it has read: a peer that ends lines at CRLF only would
+// read a following request as part of this one (RFC 9112 §2.2 lets a
+// recipient reject a bare LF). seen is what scanRequest found in the raw
+// header block.
 func badFraming(seen int) string {
 	switch {
+	case seen&seenBareLF != 0:
+		return "bare LF in header"
 	case seen&seenBadTE != 0:
 		return "unsupported Transfer-Encoding (only chunked is accepted)"
 	case seen&seenTE != 0 && seen&seenLength != 0:
