@@ -27,17 +27,28 @@ type recordingUpstream struct {
 
 func startRecordingUpstream(t *testing.T) *recordingUpstream {
 	u := &recordingUpstream{}
-	u.testUpstream = startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.seen = append(u.seen, fmt.Sprintf("%s %s %s host=%s xfh=%s", r.Method, r.RequestURI, r.Proto, r.Host, r.Header.Get("X-Forwarded-Host")))
-		u.mu.Unlock()
-		io.WriteString(w, "ok")
-	}))
-	u.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			u.conns.Add(1)
-		}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u.mu.Lock()
+			u.seen = append(u.seen, fmt.Sprintf("%s %s %s host=%s xfh=%s", r.Method, r.RequestURI, r.Proto, r.Host, r.Header.Get("X-Forwarded-Host")))
+			u.mu.Unlock()
+			io.WriteString(w, "ok")
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				u.conns.Add(1)
+			}
+		},
+		// OPTIONS * reaches the handler, to be recorded.
+		DisableGeneralOptionsHandler: true,
+	}
+	u.testUpstream = &testUpstream{Server: srv, ln: ln, addr: ln.Addr().String()}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	return u
 }
 
@@ -142,6 +153,7 @@ func TestRequestTargetForms(t *testing.T) {
 				{"absolute-form, empty path", "GET http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n", 200, "GET / HTTP/1.1 host=a.example xfh=a.example"},
 				{"absolute-form, query only", "GET HTTP://a.example?q HTTP/1.1\r\nHost: a.example\r\n\r\n", 200, "GET /?q HTTP/1.1 host=a.example xfh=a.example"},
 				{"absolute-form HTTP/1.0", "GET http://a.example/ten HTTP/1.0\r\n\r\n", 200, "GET /ten HTTP/1.1 host=a.example xfh=a.example"},
+				{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: a.example\r\n\r\n", 200, "OPTIONS * HTTP/1.1 host=a.example xfh=a.example"},
 				{"authority wins over Host", "GET http://other/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 404, "no route"},
 				{"other scheme", "GET ftp://a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
 				{"empty authority", "GET http:///p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
