@@ -272,3 +272,56 @@ func send200(t *testing.T, c net.Conn, br *bufio.Reader, raw string) (*http.Resp
 	}
 	return resp, b
 }
+
+// TestSlowBodyNotHeaderTimeout: limits.read_header_timeout bounds the
+// header block only. A request body (the bytes fasthttp reads before the
+// handler runs: up to 8 KiB, or after a 100 Continue) is under the body
+// deadline (limits.idle_timeout), so a body that starts after the header
+// limit has passed is still accepted.
+func TestSlowBodyNotHeaderTimeout(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(w, r.Body)
+	}))
+	header := 200 * time.Millisecond
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Limits.ReadHeaderTimeout = config.Duration(header)
+		c.Limits.IdleTimeout = config.Duration(2 * time.Second)
+	}), nil, nil)
+	for _, tc := range []struct{ name, head string }{
+		{"content-length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"},
+		{"100-continue", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.head)
+			// The body comes well after the header limit (plus its sweep
+			// slack) but long before the body deadline.
+			time.Sleep(4 * header)
+			io.WriteString(c, "ok")
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			for err == nil && resp.StatusCode == http.StatusContinue {
+				resp, err = http.ReadResponse(br, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "ok" {
+				t.Fatalf("status %d, body %q; want 200 ok", resp.StatusCode, b)
+			}
+		})
+	}
+	// A body that never comes is still cut, by the body deadline.
+	start := time.Now()
+	resp := rawRequest(t, g.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n", 10*time.Second)
+	if d := time.Since(start); statusOf(resp) != 408 || d < 2*time.Second || d > 5*time.Second {
+		t.Fatalf("body never sent: %q after %v, want a 408 after about 2s", resp, d)
+	}
+}

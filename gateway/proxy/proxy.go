@@ -26,6 +26,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -282,12 +283,27 @@ var connLimitResponse = func() string {
 }()
 
 // headerReceived replaces the header-read deadline with the (longer) body
-// deadline once the header block is in, for requests that have a body.
+// deadline once the header block is in, for requests that have a body. The
+// body bytes fasthttp reads before calling the handler (up to 8 KiB, or
+// after its 100 Continue) are under that deadline, so the connection leaves
+// p.reads' header phase here rather than in Serve.
 func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if cl := h.ContentLength(); cl == 0 || cl == -2 {
+	if cl := h.ContentLength(); cl == 0 || cl == -2 || p.bodyTimeout <= 0 {
 		return fasthttp.RequestConfig{}
 	}
+	if p.reads != nil {
+		p.reads.handled(ctxOf(h).Conn(), true)
+	}
 	return fasthttp.RequestConfig{ReadTimeout: p.bodyTimeout}
+}
+
+// ctxOf returns the RequestCtx whose request header h is: fasthttp's server
+// calls HeaderReceived with &ctx.Request.Header and gives the hook nothing
+// else to tell the connection by.
+func ctxOf(h *fasthttp.RequestHeader) *fasthttp.RequestCtx {
+	var ctx *fasthttp.RequestCtx
+	off := unsafe.Offsetof(ctx.Request) + unsafe.Offsetof(ctx.Request.Header)
+	return (*fasthttp.RequestCtx)(unsafe.Add(unsafe.Pointer(h), -int(off)))
 }
 
 type fasthttpLogger struct{ log *slog.Logger }
