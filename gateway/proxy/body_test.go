@@ -1,11 +1,15 @@
 package proxy_test
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,5 +118,126 @@ func TestLargeBodiesStreamBothWays(t *testing.T) {
 	t.Logf("3 × 50 MiB through the gateway; heap in use grew by at most %d KiB", grew>>10)
 	if grew > 8<<20 {
 		t.Fatalf("heap grew by %d MiB while streaming 50 MiB bodies", grew>>20)
+	}
+}
+
+// TestHTTP10Upstream: an upstream answering in HTTP/1.0 (no keep-alive,
+// a body until close or of a known length) is relayed as the gateway's
+// own HTTP/1.1 response: an HTTP/1.1 status line, the body framed for the
+// client (chunked when its length is unknown), the client connection kept.
+func TestHTTP10Upstream(t *testing.T) {
+	verifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			req, err := http.ReadRequest(bufio.NewReader(c))
+			if err == nil {
+				switch req.URL.Path {
+				case "/close":
+					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
+				case "/sse":
+					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: a\n\n")
+				default:
+					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+				}
+			}
+			c.Close()
+		}
+	}()
+	g := startGateway(t, testConfig(t, []string{ln.Addr().String()}, nil), nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for _, tc := range []struct{ path, body string }{
+		{"/close", "until close"},
+		{"/length", "hello"},
+		{"/close", "until close"},
+		{"/sse", "data: a\n\n"}, // last: the event stream ends the connection
+	} {
+		if _, err := io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"); err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || string(b) != tc.body || resp.Proto != "HTTP/1.1" || resp.Close != (tc.path == "/sse") {
+			t.Fatalf("%s: %s close=%v body %q (%v), want HTTP/1.1 keep-alive %q", tc.path, resp.Proto, resp.Close, b, err, tc.body)
+		}
+	}
+}
+
+// TestHTTP10ClientNotChunked: an HTTP/1.0 client cannot read chunked
+// framing (RFC 9112 §6.1: a server MUST NOT send Transfer-Encoding to it). A
+// body of unknown length (chunked or until close upstream) reaches it as
+// the raw bytes, ended by the close; the upstream connection of a chunked
+// body is reused after it.
+func TestHTTP10ClientNotChunked(t *testing.T) {
+	verifyNone(t)
+	body := strings.Repeat("z", 70<<10)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var accepted atomic.Int32
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/close" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"+body)
+						return
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+				}
+			}()
+		}
+	}()
+	g := startGateway(t, testConfig(t, []string{ln.Addr().String()}, nil), nil, nil)
+	for _, path := range []string{"/chunked", "/chunked", "/close"} {
+		resp := rawRequest(t, g.addr, "GET "+path+" HTTP/1.0\r\nHost: x\r\n\r\n", 5*time.Second)
+		head, got, _ := strings.Cut(resp, "\r\n\r\n")
+		if strings.Contains(strings.ToLower(head), "transfer-encoding") || got != body {
+			t.Fatalf("%s: HTTP/1.0 client got header %q and %d body bytes, want no Transfer-Encoding and the %d raw bytes", path, head, len(got), len(body))
+		}
+		// The gateway closes the client connection, then releases the
+		// upstream one: give it that moment.
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("upstream accepted %d connections, want 1 (reused after each chunked body)", n)
 	}
 }

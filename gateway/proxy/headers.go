@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -182,6 +183,7 @@ const (
 	seenTE                    // Transfer-Encoding (for badFraming)
 	seenBadTE                 // a Transfer-Encoding other than chunked (scanRequest only)
 	seenBareLF                // a line ended by LF alone (scanRequest only)
+	seenFwdHost               // X-Forwarded-Host or -Proto: the gateway's to state
 )
 
 // classify says which of the fields the rewrite cares about key is. fasthttp
@@ -224,7 +226,13 @@ func classify(key []byte) int {
 		if equalFoldASCII(key, "transfer-encoding") {
 			return seenHop | seenTE
 		}
+		if equalFoldASCII(key, "x-forwarded-proto") {
+			return seenFwdHost
+		}
 	case 16, 18, 19:
+		if equalFoldASCII(key, "x-forwarded-host") {
+			return seenFwdHost
+		}
 		if equalFoldASCII(key, "proxy-connection") ||
 			equalFoldASCII(key, "proxy-authenticate") || equalFoldASCII(key, "proxy-authorization") {
 			return seenHop
@@ -380,6 +388,12 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 		// The gateway answered any 100-continue itself; the body is on its way.
 		out.DelBytes(hdrExpect)
 	}
+	if seen&seenFwdHost != 0 {
+		// The gateway states these itself: every client line of them goes
+		// (a Set replaces one line only; the lines path adds its own).
+		out.DelBytes(hdrXForwardedHost)
+		out.DelBytes(hdrXForwardedProt)
+	}
 	x.xff, x.via = [2]int{0, via}, [2]int{via, len(b)}
 	if nFwd > 0 && !keepPrior(out, hdrXForwardedFor, nFwd, stripped) {
 		x.xff[0] = prior
@@ -457,6 +471,9 @@ func appendFieldValue(dst, v []byte) []byte {
 // headers already copied into h and adds Via and X-Request-Id (prior Via
 // values read first, as in prepareRequest).
 func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
+	if !h.IsHTTP11() {
+		asHTTP11(h)
+	}
 	seen := scanResponse(h)
 	b := x.scratch[:0]
 	var nVia int
@@ -479,4 +496,22 @@ func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
 		h.SetCanonical(hdrXRequestID, x.reqID)
 	}
 	x.scratch = b
+}
+
+// asHTTP11 turns h, read from an HTTP/1.0 upstream, into the same header
+// as an HTTP/1.1 response: the gateway answers its client in its own
+// version (RFC 9110 §6.2). fasthttp would otherwise write the upstream's
+// status line and, taking the response for HTTP/1.0, drop the
+// Transfer-Encoding field of a body it still writes chunked. The header
+// has no setter for its version, so it is parsed again; a Connection: close
+// the HTTP/1.0 header implied (no keep-alive) is in what is parsed. Rare:
+// HTTP/1.0 upstreams only.
+func asHTTP11(h *fasthttp.ResponseHeader) {
+	b := h.Header()
+	i := bytes.IndexByte(b, ' ')
+	if i < 0 {
+		return
+	}
+	raw := append([]byte("HTTP/1.1"), b[i:]...)
+	_ = h.Read(bufio.NewReader(bytes.NewReader(raw)))
 }

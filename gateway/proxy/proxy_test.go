@@ -418,3 +418,72 @@ func TestForwardClientRequest(t *testing.T) {
 		t.Errorf("upstream saw\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestForwardedProtoHostNotSpoofed: X-Forwarded-Proto and X-Forwarded-Host
+// are the gateway's to state. A client's own lines of them are replaced,
+// never passed on beside the gateway's: an upstream reading the first value
+// (Go's Header.Get, most frameworks) would trust the client's.
+func TestForwardedProtoHostNotSpoofed(t *testing.T) {
+	verifyNone(t)
+	got := make(chan http.Header, 8)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	for _, tc := range []struct{ name, extra string }{
+		{"GET", ""},
+		{"GET with a prior X-Forwarded-For", "X-Forwarded-For: 10.0.0.1\r\n"},
+		{"POST", "Content-Length: 2\r\n"},
+		{"GET, each twice", "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil2.test\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method, body := "GET", ""
+			if strings.Contains(tc.extra, "Content-Length") {
+				method, body = "POST", "hi"
+			}
+			raw := method + " / HTTP/1.1\r\nHost: real.test\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.test\r\n" +
+				tc.extra + "Connection: close\r\n\r\n" + body
+			if resp := rawRequest(t, g.addr, raw, 5*time.Second); statusOf(resp) != 200 {
+				t.Fatalf("response %q", resp)
+			}
+			h := <-got
+			if v := h.Values("X-Forwarded-Proto"); len(v) != 1 || v[0] != "http" {
+				t.Errorf("upstream saw X-Forwarded-Proto %q, want [http]", v)
+			}
+			if v := h.Values("X-Forwarded-Host"); len(v) != 1 || v[0] != "real.test" {
+				t.Errorf("upstream saw X-Forwarded-Host %q, want [real.test]", v)
+			}
+		})
+	}
+}
+
+// TestRequestContentTypeAsSent: a request body without a Content-Type
+// reaches the upstream without one (fasthttp's default
+// application/octet-stream is not the client's), whatever the body's size
+// or framing; a client's own Content-Type is kept.
+func TestRequestContentTypeAsSent(t *testing.T) {
+	verifyNone(t)
+	got := make(chan []string, 8)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- r.Header.Values("Content-Type")
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	big := strings.Repeat("b", 20<<10)
+	for _, tc := range []struct{ name, raw, want string }{
+		{"small body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", ""},
+		{"large body", fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(big), big), ""},
+		{"chunked body", "PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n", ""},
+		{"no body", "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", ""},
+		{"typed", "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", "application/json"},
+	} {
+		if resp := rawRequest(t, g.addr, tc.raw, 5*time.Second); statusOf(resp) != 200 {
+			t.Fatalf("%s: %q", tc.name, resp)
+		}
+		if ct := <-got; strings.Join(ct, ",") != tc.want {
+			t.Errorf("%s: upstream saw Content-Type %q, want %q", tc.name, ct, tc.want)
+		}
+	}
+}

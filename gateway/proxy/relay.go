@@ -111,6 +111,7 @@ type relayState struct {
 	out    *[]byte // gathered output (pooled), nil when nothing is gathered
 	events int     // events in out
 	tailed bool    // the chain got its final call
+	raw    bool    // not an event stream: a body to an HTTP/1.0 client (copyRaw)
 
 	ending      atomic.Int32
 	interrupted atomic.Bool        // the upstream connection was closed under the reader
@@ -118,10 +119,11 @@ type relayState struct {
 }
 
 // relay streams a text/event-stream response to the client event by event
-// on a hijacked connection. The response header must be final.
-func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
+// on a hijacked connection (raw: any other body, as it comes, see copyRaw).
+// The response header must be final.
+func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string, raw bool) {
 	p := x.p
-	rs := &relayState{x: x, set: p.settings(), lastID: replayFrom, ready: make(chan struct{})}
+	rs := &relayState{x: x, set: p.settings(), lastID: replayFrom, ready: make(chan struct{}), raw: raw}
 	h := &ctx.Response.Header
 	rs.chunked = ctx.Request.Header.IsHTTP11()
 	h.SetContentLength(-1)
@@ -137,11 +139,13 @@ func (x *exchange) relay(ctx *fasthttp.RequestCtx, replayFrom string) {
 	head := outBufPool.Get().(*[]byte)
 	*head = h.AppendBytes((*head)[:0])
 	rs.head = head
-	if x.session != "" {
+	if x.session != "" && !raw {
 		x.streamKey = x.rt.name + " " + string(ctx.Path())
 	}
 	p.streams.Add(1)
-	p.m.sseOpen.Inc()
+	if !raw {
+		p.m.sseOpen.Inc()
+	}
 	p.register(rs)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(rs.hijacked)
@@ -191,7 +195,7 @@ func (rs *relayState) run() {
 	if err != nil {
 		return
 	}
-	if hb := rs.set.sse.Heartbeat.D(); hb > 0 {
+	if hb := rs.set.sse.Heartbeat.D(); hb > 0 && !rs.raw {
 		rs.wmu.Lock()
 		rs.hb = time.AfterFunc(hb, rs.heartbeat)
 		rs.wmu.Unlock()
@@ -213,6 +217,10 @@ func (rs *relayState) run() {
 			fasthttp.ReleaseResponse(x.resp)
 			x.resp = nil
 		}
+	}
+	if rs.raw {
+		rs.copyRaw()
+		return
 	}
 	limit := rs.set.sse.MaxEventBytes.N()
 	pp, _ := p.parsers.Get().(*pooledParser)
@@ -277,6 +285,34 @@ func (rs *relayState) Read(b []byte) (int, error) {
 		rs.x.upEOF = rs.rb == nil || !rs.rb.extra
 	}
 	return n, err
+}
+
+// copyRaw writes a body that is not an event stream as it comes: through
+// exchange.Read (the chain, if any, and the limits.write_timeout deadline),
+// without framing, for a client that reads it until the connection closes.
+// A body that breaks or a Proxy.Close ends it early; the client cannot tell
+// (HTTP/1.0 has no other way to end a body of unknown length).
+func (rs *relayState) copyRaw() {
+	x := rs.x
+	rs.tailed = true // chainRead makes the chain's last call itself
+	b := outBufPool.Get().(*[]byte)
+	defer putOut(b)
+	buf := (*b)[:cap(*b)]
+	for rs.ending.Load() == live {
+		n, err := x.Read(buf)
+		if n > 0 {
+			if _, werr := x.conn.Write(buf[:n]); werr != nil {
+				rs.ending.CompareAndSwap(live, endClient)
+				return
+			}
+		}
+		if err != nil {
+			if rs.rb != nil && rs.rb.extra {
+				x.upEOF = false // bytes followed the body (see Read)
+			}
+			return
+		}
+	}
 }
 
 // add gathers one event (or comment block) for the next write.
@@ -467,7 +503,9 @@ func (rs *relayState) finish() {
 		p.hijacked.Add(-1)
 	}
 	x.finish()
-	p.m.sseOpen.Dec()
+	if !rs.raw {
+		p.m.sseOpen.Dec()
+	}
 	p.streams.Done()
 }
 

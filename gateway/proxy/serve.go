@@ -180,6 +180,9 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	// would not be open-coded and cost a runtime call per request.
 	out := fasthttp.AcquireRequest()
 	req.Header.CopyTo(&out.Header)
+	// A body without a Content-Type goes without one: fasthttp's writer
+	// would add application/octet-stream.
+	out.Header.SetNoDefaultContentType(true)
 	streams := x.forward(ctx, out, cl)
 	fasthttp.ReleaseRequest(out)
 	return streams
@@ -361,12 +364,18 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		if lease != nil {
 			lease.LongLived()
 		}
-		x.relay(ctx, replayFrom)
+		x.relay(ctx, replayFrom, false)
 		return true
 	}
 	n := ctx.Response.Header.ContentLength()
 	if n < 0 || x.stream != nil {
 		n = -1
+		if !req.Header.IsHTTP11() {
+			// An HTTP/1.0 client cannot read chunked (RFC 9112 §6.1) and
+			// fasthttp chunks every body of unknown length.
+			x.relay(ctx, "", true)
+			return true
+		}
 	}
 	ctx.Response.SetBodyStream(x, n)
 	return true
