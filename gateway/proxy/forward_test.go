@@ -293,3 +293,70 @@ func TestForwardResponseAsSent(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardNoInventedContentType: a request with a body and no
+// Content-Type reaches the upstream, and its request event, without one
+// (fasthttp writes "Content-Type: application/octet-stream" for such a
+// request unless told not to), on the in-place path, the copy path
+// (chunked and streamed bodies) and with recording.
+func TestForwardNoInventedContentType(t *testing.T) {
+	verifyNone(t)
+	var mu sync.Mutex
+	var seen []string
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s %d ct=%q", r.URL.Path, len(b), r.Header.Values("Content-Type")))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	cfg := testConfig(t, []string{up.addr}, nil)
+	mem := &memSink{}
+	table := session.NewTable(cfg.Sessions, cfg.SSE, mem, testLogger(), prometheus.NewRegistry())
+	defer table.Close()
+	g := startGateway(t, cfg, tableSessions{table}, mem)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, raw := range []string{
+		"POST /inline HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+		"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"POST /streamed HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n" + strings.Repeat("s", 9000),
+		"POST /recorded HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: ct-1\r\nContent-Length: 3\r\n\r\nabc",
+		"POST /typed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+	} {
+		send200(t, c, br, raw)
+	}
+	mu.Lock()
+	got := strings.Join(seen, "\n")
+	mu.Unlock()
+	want := strings.Join([]string{
+		`/inline 3 ct=[]`,
+		`/chunked 3 ct=[]`,
+		`/streamed 9000 ct=[]`,
+		`/recorded 3 ct=[]`,
+		`/typed 2 ct=["application/json"]`,
+	}, "\n")
+	if got != want {
+		t.Errorf("upstream saw\n%s\nwant\n%s", got, want)
+	}
+	requests := 0
+	for _, e := range mem.of("ct-1") {
+		if e.Type != event.Request {
+			continue
+		}
+		requests++
+		for _, h := range e.Headers {
+			if strings.EqualFold(h.Name, "Content-Type") {
+				t.Errorf("request event records Content-Type %q the client did not send", h.Value)
+			}
+		}
+	}
+	if requests != 1 {
+		t.Errorf("%d request events for session ct-1, want 1", requests)
+	}
+}
