@@ -127,35 +127,21 @@ func TestLargeBodiesStreamBothWays(t *testing.T) {
 // client (chunked when its length is unknown), the client connection kept.
 func TestHTTP10Upstream(t *testing.T) {
 	verifyNone(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			req, err := http.ReadRequest(bufio.NewReader(c))
-			if err == nil {
-				switch req.URL.Path {
-				case "/close":
-					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
-				case "/sse":
-					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: a\n\n")
-				default:
-					io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-				}
-			}
-			c.Close()
+	addr, _ := startRawUpstream(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	g := startGateway(t, testConfig(t, []string{ln.Addr().String()}, nil), nil, nil)
+		switch req.URL.Path {
+		case "/close":
+			io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
+		case "/sse":
+			io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: a\n\n")
+		default:
+			io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+		}
+	})
+	g := startGateway(t, testConfig(t, []string{addr}, nil), nil, nil)
 	c, err := net.Dial("tcp", g.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -191,12 +177,47 @@ func TestHTTP10Upstream(t *testing.T) {
 func TestHTTP10ClientNotChunked(t *testing.T) {
 	verifyNone(t)
 	body := strings.Repeat("z", 70<<10)
+	addr, accepted := startRawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/close" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"+body)
+				return
+			}
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+		}
+	})
+	g := startGateway(t, testConfig(t, []string{addr}, nil), nil, nil)
+	for _, path := range []string{"/chunked", "/chunked", "/close"} {
+		resp := rawRequest(t, g.addr, "GET "+path+" HTTP/1.0\r\nHost: x\r\n\r\n", 5*time.Second)
+		head, got, _ := strings.Cut(resp, "\r\n\r\n")
+		if strings.Contains(strings.ToLower(head), "transfer-encoding") || got != body {
+			t.Fatalf("%s: HTTP/1.0 client got header %q and %d body bytes, want no Transfer-Encoding and the %d raw bytes", path, head, len(got), len(body))
+		}
+		// The gateway closes the client connection, then releases the
+		// upstream one: give it that moment.
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("upstream accepted %d connections, want 1 (reused after each chunked body)", n)
+	}
+}
+
+// startRawUpstream serves each connection accepted on a loopback port with
+// handle, on its own goroutine, and closes it when handle returns; it
+// returns the address and a count of the connections accepted.
+func startRawUpstream(t *testing.T, handle func(c net.Conn)) (string, *atomic.Int32) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	var accepted atomic.Int32
+	accepted := new(atomic.Int32)
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
 	go func() {
@@ -211,33 +232,9 @@ func TestHTTP10ClientNotChunked(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/close" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"+body)
-						return
-					}
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
-				}
+				handle(c)
 			}()
 		}
 	}()
-	g := startGateway(t, testConfig(t, []string{ln.Addr().String()}, nil), nil, nil)
-	for _, path := range []string{"/chunked", "/chunked", "/close"} {
-		resp := rawRequest(t, g.addr, "GET "+path+" HTTP/1.0\r\nHost: x\r\n\r\n", 5*time.Second)
-		head, got, _ := strings.Cut(resp, "\r\n\r\n")
-		if strings.Contains(strings.ToLower(head), "transfer-encoding") || got != body {
-			t.Fatalf("%s: HTTP/1.0 client got header %q and %d body bytes, want no Transfer-Encoding and the %d raw bytes", path, head, len(got), len(body))
-		}
-		// The gateway closes the client connection, then releases the
-		// upstream one: give it that moment.
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := accepted.Load(); n != 1 {
-		t.Errorf("upstream accepted %d connections, want 1 (reused after each chunked body)", n)
-	}
+	return ln.Addr().String(), accepted
 }

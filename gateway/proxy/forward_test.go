@@ -157,46 +157,31 @@ func TestForwardRepeatedFields(t *testing.T) {
 // first target makes it try the next one.
 func TestForwardReplayedRequest(t *testing.T) {
 	verifyNone(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var heads []string
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	addr, _ := startRawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		var head strings.Builder
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			br := bufio.NewReader(c)
-			var head strings.Builder
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					break
-				}
-				if line == "\r\n" {
-					mu.Lock()
-					heads = append(heads, head.String())
-					mu.Unlock()
-					// Answered as keep-alive, then closed.
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-					break
-				}
-				if strings.HasPrefix(line, "X-Request-Id:") {
-					line = "X-Request-Id: *\r\n" // a new one each time
-				}
-				head.WriteString(line)
+			if line == "\r\n" {
+				mu.Lock()
+				heads = append(heads, head.String())
+				mu.Unlock()
+				// Answered as keep-alive, then closed.
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				return
 			}
-			c.Close()
+			if strings.HasPrefix(line, "X-Request-Id:") {
+				line = "X-Request-Id: *\r\n" // a new one each time
+			}
+			head.WriteString(line)
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	cfg := testConfig(t, []string{freeAddr(t), ln.Addr().String()}, func(c *config.Config) {
+	})
+	cfg := testConfig(t, []string{freeAddr(t), addr}, func(c *config.Config) {
 		c.Upstreams[0].Retries = 1
 	})
 	g := startGateway(t, cfg, nil, nil)
