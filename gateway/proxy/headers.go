@@ -59,7 +59,7 @@ type header interface {
 // a Connection line (all of them, not the first only). scratch holds the
 // Connection values while fields are deleted.
 func stripHopByHop(h header, scratch []byte) []byte {
-	scratch = appendValues(scratch[:0], h, fasthttp.HeaderConnection)
+	scratch, _ = appendPrior(scratch[:0], h, fasthttp.HeaderConnection)
 	if len(scratch) > 0 {
 		for field := range bytes.SplitSeq(scratch, []byte{','}) {
 			field = bytes.TrimSpace(field)
@@ -72,19 +72,6 @@ func stripHopByHop(h header, scratch []byte) []byte {
 		h.DelBytes(k)
 	}
 	return scratch
-}
-
-// appendValues appends the values of every line of field key in h to dst,
-// joined with ", " (a field repeated on several lines is one list, RFC 9110
-// §5.3).
-func appendValues(dst []byte, h header, key string) []byte {
-	for i, v := range h.PeekAll(key) {
-		if i > 0 {
-			dst = append(dst, commaSpace...)
-		}
-		dst = append(dst, v...)
-	}
-	return dst
 }
 
 // appendPrior appends the values of key in h, each followed by ", ",
