@@ -288,13 +288,20 @@ var connLimitResponse = func() string {
 // after its 100 Continue) are under that deadline, so the connection leaves
 // p.reads' header phase here rather than in Serve.
 func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if cl := h.ContentLength(); cl == 0 || cl == -2 || p.bodyTimeout <= 0 {
+	if !p.bodyDeadline(h) {
 		return fasthttp.RequestConfig{}
 	}
 	if p.reads != nil {
 		p.reads.handled(ctxOf(h).Conn(), true)
 	}
 	return fasthttp.RequestConfig{ReadTimeout: p.bodyTimeout}
+}
+
+// bodyDeadline says whether headerReceived gives the request h fasthttp's
+// body deadline (and so moves its connection out of the header phase).
+func (p *Proxy) bodyDeadline(h *fasthttp.RequestHeader) bool {
+	cl := h.ContentLength()
+	return cl != 0 && cl != -2 && p.bodyTimeout > 0
 }
 
 // ctxOf returns the RequestCtx whose request header h is: fasthttp's server

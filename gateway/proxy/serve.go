@@ -110,12 +110,11 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 // Serve is the fasthttp handler.
 func (p *Proxy) Serve(ctx *fasthttp.RequestCtx) {
 	p.m.inFlight.Add(1)
-	if p.reads != nil {
+	if p.reads != nil && !p.bodyDeadline(&ctx.Request.Header) {
 		// The header is in: no header limit while the request is handled.
-		// A request with a body got fasthttp's body deadline
-		// (headerReceived), lifted once it is answered.
-		cl := ctx.Request.Header.ContentLength()
-		p.reads.handled(ctx.Conn(), cl != 0 && cl != -2)
+		// A request with a body left the header phase in headerReceived,
+		// with fasthttp's body deadline, lifted once it is answered.
+		p.reads.handled(ctx.Conn(), false)
 	}
 	x := exchangePool.Get().(*exchange)
 	x.p, x.start, x.conn, x.connID = p, ctx.Time(), ctx.Conn(), ctx.ConnID()
