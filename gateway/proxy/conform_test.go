@@ -158,9 +158,11 @@ func TestRequestTargetForms(t *testing.T) {
 				{"other scheme", "GET ftp://a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
 				{"empty authority", "GET http:///p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
 				{"userinfo", "GET http://u:p@a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
-				{"relative target", "GET foo HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "malformed request"},
-				{"authority-form outside CONNECT", "GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "malformed request"},
-				{"asterisk outside OPTIONS", "GET * HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "malformed request"},
+				{"relative target", "GET foo HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
+				{"authority-form outside CONNECT", "GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
+				{"asterisk outside OPTIONS", "GET * HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
+				{"asterisk, POST with a body", "POST * HTTP/1.1\r\nHost: a.example\r\nContent-Length: 2\r\n\r\nhi", 400, "request target"},
+				{"asterisk, lower-case options", "options * HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "request target"},
 				{"CONNECT", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", 400, "CONNECT is not supported"},
 				{"CONNECT, origin-form", "CONNECT /p HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "CONNECT is not supported"},
 			} {
@@ -180,6 +182,17 @@ func TestRequestTargetForms(t *testing.T) {
 						t.Fatalf("upstream saw %q, want %q", got, tc.want)
 					}
 				})
+			}
+			// A refused target closes the connection: a request pipelined
+			// behind it is not served.
+			for _, bad := range []string{"GET * HTTP/1.1\r\n", "OPTIONS http://u@a.example/ HTTP/1.1\r\n"} {
+				resp := rawRequest(t, g.addr, bad+"Host: a.example\r\n\r\nGET /next HTTP/1.1\r\nHost: a.example\r\n\r\n", 5*time.Second)
+				if statusOf(resp) != 400 || !strings.Contains(resp, "request target") || !strings.Contains(resp, "Connection: close") || strings.Count(resp, "HTTP/1.1 ") != 1 {
+					t.Fatalf("%q: got %q, want one 400 and the connection closed", bad, resp)
+				}
+				if got := up.take(); len(got) > 0 {
+					t.Fatalf("%q: upstream saw %q", bad, got)
+				}
 			}
 		})
 	}

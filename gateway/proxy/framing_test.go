@@ -41,3 +41,29 @@ func TestBadFraming(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckTarget covers what reaches checkTarget, including targets
+// fasthttp's request-line parser refuses before the handler runs (a header
+// set by hand skips that parser), so the check does not rest on it.
+func TestCheckTarget(t *testing.T) {
+	for _, tc := range []struct {
+		method, uri, want string
+	}{
+		{"GET", "http://a.example/p", ""},
+		{"OPTIONS", "*", ""},
+		{"GET", "*", reasonTarget},
+		{"POST", "*", reasonTarget},
+		{"options", "*", reasonTarget}, // methods are case-sensitive (RFC 9110 §9.1)
+		{"GET", "foo", reasonTarget},
+		{"GET", "ftp://a.example/p", reasonTarget},
+		{"CONNECT", "a.example:443", reasonConnect},
+		{"CONNECT", "*", reasonConnect},
+	} {
+		var h fasthttp.RequestHeader
+		h.SetMethod(tc.method)
+		h.SetRequestURI(tc.uri)
+		if got := checkTarget(&h); got != tc.want {
+			t.Errorf("%s %s: checkTarget = %q, want %q", tc.method, tc.uri, got, tc.want)
+		}
+	}
+}

@@ -107,15 +107,19 @@ const (
 
 // checkTarget says why a request whose target is not origin-form (does not
 // start with '/'), or whose method is CONNECT, is refused, or "" to
-// forward it. fasthttp accepted the target: origin-form, `*` for OPTIONS,
-// scheme://..., or anything for CONNECT.
+// forward it. fasthttp's request-line parser refuses most other targets
+// itself (serverError gives them the same reason); this check does not
+// rely on it: asterisk-form is for OPTIONS only (RFC 9112 §3.2.4).
 func checkTarget(h *fasthttp.RequestHeader) string {
 	if h.IsConnect() {
 		return reasonConnect
 	}
 	uri := h.RequestURI()
 	if len(uri) == 1 && uri[0] == '*' {
-		return ""
+		if h.IsOptions() {
+			return ""
+		}
+		return reasonTarget
 	}
 	if _, _, ok := absoluteTarget(uri); !ok {
 		return reasonTarget

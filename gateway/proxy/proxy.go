@@ -329,6 +329,9 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 		code, reason = fasthttp.StatusRequestHeaderFieldsTooLarge, "request header block too large"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		code, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.Is(err, fasthttp.ErrorInvalidURI):
+		// The request line's target (checkTarget's reason for the same).
+		reason = reasonTarget
 	case errors.As(err, &ne) && ne.Timeout():
 		code, reason = fasthttp.StatusRequestTimeout, "request not received in time"
 	}
