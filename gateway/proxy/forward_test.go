@@ -218,8 +218,14 @@ func TestForwardReplayedRequest(t *testing.T) {
 		if prior != "" {
 			xff = prior + ", " + xff
 		}
-		want := "GET /r?a=%2f HTTP/1.1\r\nUser-Agent: Go-http-client/1.1\r\nHost: " + g.addr + "\r\nAccept-Encoding: gzip\r\n" +
-			"X-Forwarded-For: " + xff + "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " + g.addr + "\r\nVia: 1.1 wasmgate\r\nX-Request-Id: *\r\n"
+		// A prior X-Forwarded-For line is replaced where the client put
+		// it (before Accept-Encoding, which Go's client sends last).
+		fields := "Accept-Encoding: gzip\r\nX-Forwarded-For: " + xff + "\r\n"
+		if prior != "" {
+			fields = "X-Forwarded-For: " + xff + "\r\nAccept-Encoding: gzip\r\n"
+		}
+		want := "GET /r?a=%2f HTTP/1.1\r\nUser-Agent: Go-http-client/1.1\r\nHost: " + g.addr + "\r\n" + fields +
+			"X-Forwarded-Proto: http\r\nX-Forwarded-Host: " + g.addr + "\r\nVia: 1.1 wasmgate\r\nX-Request-Id: *\r\n"
 		for i, h := range heads {
 			if h != want {
 				t.Errorf("prior %q: request %d reached the upstream as\n%q\nwant\n%q", prior, i, h, want)
@@ -343,5 +349,99 @@ func TestForwardNoInventedContentType(t *testing.T) {
 	}
 	if requests != 1 {
 		t.Errorf("%d request events for session ct-1, want 1", requests)
+	}
+}
+
+// TestForwardFieldOrder checks that removing fields (hop-by-hop ones, those
+// a Connection line names, the client's X-Forwarded-Proto/-Host, repeated
+// X-Forwarded-For lines joined into one) keeps the order of the rest, both
+// ways, on the in-place path and the copy path: lines of one name stay in
+// the order sent (RFC 9110 §5.3), and so do unrelated lines. fasthttp's
+// delete moves the last field into the deleted one's place.
+func TestForwardFieldOrder(t *testing.T) {
+	const reqHead = "Host: x\r\nAccept: a\r\nX-A: 1\r\nConnection: close, x-drop\r\nX-Drop: z\r\n" +
+		"X-Forwarded-For: 192.0.2.1\r\nX-A: 2\r\nX-Forwarded-Proto: https\r\nKeep-Alive: 5\r\n" +
+		"X-Forwarded-For: 192.0.2.2\r\nX-A: 3\r\nX-C: c\r\nX-Forwarded-Host: evil\r\nX-D: d\r\n"
+	const respHead = "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nX-B: 1\r\nConnection: x-up\r\n" +
+		"X-Up: z\r\nCache-Control: private\r\nSet-Cookie: a=1\r\nKeep-Alive: timeout=5\r\nX-B: 2\r\n" +
+		"Connection: keep-alive\r\nSet-Cookie: b=2\r\nX-B: 3\r\nX-E: e\r\nContent-Length: 2\r\n\r\nok"
+	var mu sync.Mutex
+	var heads []string
+	addr, _ := startRawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line != "\r\n" {
+				head.WriteString(line)
+				continue
+			}
+			if strings.HasPrefix(head.String(), "POST") {
+				if _, err := io.ReadFull(br, make([]byte, 2)); err != nil {
+					return
+				}
+			}
+			mu.Lock()
+			heads = append(heads, head.String())
+			mu.Unlock()
+			head.Reset()
+			if _, err := io.WriteString(c, respHead); err != nil {
+				return
+			}
+		}
+	})
+	// only keeps the lines of raw (a header block) with one of names, in
+	// order.
+	only := func(raw string, names ...string) string {
+		var kept []string
+		for _, line := range strings.Split(raw, "\r\n") {
+			name, _, ok := strings.Cut(line, ":")
+			for _, n := range names {
+				if ok && strings.EqualFold(name, n) {
+					kept = append(kept, line)
+				}
+			}
+		}
+		return strings.Join(kept, " | ")
+	}
+	const wantReq = "Accept: a | X-A: 1 | X-A: 2 | X-A: 3 | X-C: c | X-D: d"
+	const wantResp = "Cache-Control: no-store | X-B: 1 | Cache-Control: private | X-B: 2 | X-B: 3 | X-E: e"
+	for path, g := range conformGateways(t, addr, nil) {
+		for _, raw := range []string{
+			"GET /p HTTP/1.1\r\n" + reqHead + "\r\n",
+			"POST /p HTTP/1.1\r\n" + reqHead + "Content-Length: 2\r\n\r\nhi",
+		} {
+			t.Run(path+" "+raw[:4], func(t *testing.T) {
+				mu.Lock()
+				heads = nil
+				mu.Unlock()
+				resp := rawRequest(t, g.addr, raw, 5*time.Second)
+				if statusOf(resp) != 200 {
+					t.Fatalf("got %q", resp)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(heads) != 1 {
+					t.Fatalf("upstream saw %d requests", len(heads))
+				}
+				names := []string{"Accept", "X-A", "X-C", "X-D", "X-Drop", "Keep-Alive", "Connection"}
+				if got := only(heads[0], names...); got != wantReq {
+					t.Errorf("upstream got fields\n%s\nwant\n%s\n(header %q)", got, wantReq, heads[0])
+				}
+				if got := only(heads[0], "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"); got != "X-Forwarded-For: 192.0.2.1, 192.0.2.2, 127.0.0.1 | X-Forwarded-Proto: http | X-Forwarded-Host: x" {
+					t.Errorf("upstream got forwarding fields %q", got)
+				}
+				head, _, _ := strings.Cut(resp, "\r\n\r\n")
+				if got := only(head, "Cache-Control", "X-B", "X-E", "X-Up", "Keep-Alive"); got != wantResp {
+					t.Errorf("client got fields\n%s\nwant\n%s\n(header %q)", got, wantResp, head)
+				}
+				if got := only(head, "Set-Cookie"); got != "Set-Cookie: a=1 | Set-Cookie: b=2" {
+					t.Errorf("client got %q", got)
+				}
+			})
+		}
 	}
 }

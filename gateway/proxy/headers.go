@@ -12,24 +12,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Hop-by-hop fields (RFC 9110 §7.6.1, plus the Proxy-* fields that
-// httputil.ReverseProxy also treats as per-connection). Upgrade is among
-// them: the gateway does not tunnel WebSockets or other upgraded protocols
-// yet, so an upgrade request reaches the upstream as a plain request.
-// Trailer is dropped because fasthttp does not relay trailer fields through
-// a streamed body; announcing fields that never come would be wrong.
-var hopByHop = [][]byte{
-	[]byte("Connection"),
-	[]byte("Proxy-Connection"),
-	[]byte("Keep-Alive"),
-	[]byte("Proxy-Authenticate"),
-	[]byte("Proxy-Authorization"),
-	[]byte("Te"),
-	[]byte("Trailer"),
-	[]byte("Transfer-Encoding"),
-	[]byte("Upgrade"),
-}
-
 var (
 	hdrXForwardedFor  = []byte("X-Forwarded-For")
 	hdrXForwardedHost = []byte("X-Forwarded-Host")
@@ -38,7 +20,6 @@ var (
 	hdrXRequestID     = []byte("X-Request-Id")
 	hdrLastEventID    = []byte("Last-Event-Id") // canonical: found with PeekCanonical
 	hdrAccept         = []byte("Accept")
-	hdrExpect         = []byte("Expect")
 	viaValue          = []byte("1.1 wasmgate")
 	strHTTP           = []byte("http")
 	strHTTP11         = []byte("HTTP/1.1")
@@ -55,25 +36,6 @@ type header interface {
 	DelBytes(key []byte)
 }
 
-// stripHopByHop removes the fixed hop-by-hop fields and every field named in
-// a Connection line (all of them, not the first only). scratch holds the
-// Connection values while fields are deleted.
-func stripHopByHop(h header, scratch []byte) []byte {
-	scratch, _ = appendPrior(scratch[:0], h, fasthttp.HeaderConnection)
-	if len(scratch) > 0 {
-		for field := range bytes.SplitSeq(scratch, []byte{','}) {
-			field = bytes.TrimSpace(field)
-			if len(field) > 0 {
-				h.DelBytes(field)
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		h.DelBytes(k)
-	}
-	return scratch
-}
-
 // appendPrior appends the values of key in h, each followed by ", ",
 // ready for the gateway's own entry, which goes after every prior one (as
 // httputil.ReverseProxy puts it). It returns how many lines it found.
@@ -83,20 +45,6 @@ func appendPrior(dst []byte, h header, key string) ([]byte, int) {
 		dst = append(append(dst, v...), commaSpace...)
 	}
 	return dst, len(lines)
-}
-
-// keepPrior reports whether the n (> 0) prior lines of field key (canonical)
-// still stand after the hop-by-hop fields were stripped (a Connection field
-// may have named it). Several lines are deleted so that SetCanonical, which
-// replaces one line, leaves the joined value alone.
-func keepPrior(h header, key []byte, n int, stripped bool) bool {
-	if stripped && len(h.PeekAll(string(key))) == 0 {
-		return false
-	}
-	if n > 1 {
-		h.DelBytes(key)
-	}
-	return true
 }
 
 // Reasons checkTarget gives.
@@ -166,7 +114,7 @@ func toOriginForm(h *fasthttp.RequestHeader, buf []byte) []byte {
 
 // Fields found by a scan of a header block (see scanRequest).
 const (
-	seenHop       = 1 << iota // a hop-by-hop field or Expect: stripHopByHop is needed
+	seenHop       = 1 << iota // a hop-by-hop field or Expect (see dropSet)
 	seenForwarded             // X-Forwarded-For
 	seenVia                   // Via
 	seenRequestID             // X-Request-Id
@@ -349,15 +297,15 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 
 // prepareRequest rewrites out (the client's request header, or a copy) into
 // what the upstream receives; x.reqSeen is what scanRequest found in it.
-// It strips the hop-by-hop fields and works out the values of the
-// gateway's own fields (X-Forwarded-For/-Proto/-Host, Via, X-Request-Id),
-// which then either go upstream as lines after the header block as it is
-// (appendForwarding, for Stream) or are set on out (setForwarding).
-//
-// The prior X-Forwarded-For and Via values are read before any hop-by-hop
-// field is deleted: fasthttp's Del moves the last field line into the
-// deleted one's place, which would reorder their repeated lines.
-func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) {
+// It removes the hop-by-hop fields, the client's X-Forwarded-Proto/-Host
+// and repeated X-Forwarded-For or Via lines (joined into the gateway's
+// own), keeping the order of the rest (dropRequestFields), and works out the
+// values of the gateway's own fields (X-Forwarded-For/-Proto/-Host, Via,
+// X-Request-Id), which then either go upstream as lines after the header
+// block as it is (appendForwarding, for Stream) or are set on out
+// (setForwarding). An error (the header read again did not parse) leaves
+// out unusable.
+func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.RequestHeader) error {
 	seen := x.reqSeen
 	b := x.fwdValues[:0]
 	var nFwd, nVia int
@@ -373,24 +321,34 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 	viaPrior := len(b) - via
 	b = append(b, viaValue...)
 
-	stripped := seen&seenHop != 0
-	if stripped {
-		x.hop = stripHopByHop(out, x.hop)
-		// The gateway answered any 100-continue itself; the body is on its way.
-		out.DelBytes(hdrExpect)
+	var d dropSet
+	if seen&seenHop != 0 {
+		x.hop, _ = appendPrior(x.hop[:0], out, fasthttp.HeaderConnection)
+		d = dropSet{mask: seenHop, conn: x.hop}
 	}
-	if seen&seenFwdHost != 0 {
-		// The gateway states these itself: every client line of them goes
-		// (a Set replaces one line only; the lines path adds its own).
-		out.DelBytes(hdrXForwardedHost)
-		out.DelBytes(hdrXForwardedProt)
-	}
+	// The gateway states these itself: every client line of them goes (a
+	// Set replaces one line only; the lines path adds its own).
+	d.mask |= seen & seenFwdHost
 	x.xff, x.via = [2]int{0, via}, [2]int{via, len(b)}
-	if nFwd > 0 && !keepPrior(out, hdrXForwardedFor, nFwd, stripped) {
+	// Prior X-Forwarded-For and Via values named in a Connection line go
+	// with it; several lines are removed so that SetCanonical, which
+	// replaces one line, leaves the joined value alone.
+	if nFwd > 0 && d.listed(hdrXForwardedFor) {
 		x.xff[0] = prior
 	}
-	if nVia > 0 && !keepPrior(out, hdrVia, nVia, stripped) {
+	if nFwd > 1 {
+		d.mask |= seenForwarded
+	}
+	if nVia > 0 && d.listed(hdrVia) {
 		x.via[0] += viaPrior
+	}
+	if nVia > 1 {
+		d.mask |= seenVia
+	}
+	if d.mask != 0 {
+		if err := x.dropRequestFields(out, &d); err != nil {
+			return err
+		}
 	}
 	out.ResetConnectionClose()
 
@@ -409,6 +367,7 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 	// A prior line to replace takes a Set, which replaces it in place.
 	x.fwdLines = nFwd == 0 && nVia == 0 && (keepID || seen&seenRequestID == 0)
 	x.fwdValues = b
+	return nil
 }
 
 // setForwarding sets the gateway's fields (see prepareRequest) on out.
@@ -458,9 +417,10 @@ func appendFieldValue(dst, v []byte) []byte {
 	return dst
 }
 
-// prepareResponse strips hop-by-hop fields from the upstream response
-// headers already copied into h and adds Via and X-Request-Id (prior Via
-// values read first, as in prepareRequest).
+// prepareResponse removes hop-by-hop fields from the upstream response
+// headers already copied into h, keeping the order of the rest
+// (dropResponseFields), and adds Via and X-Request-Id (prior Via values
+// read first, as in prepareRequest).
 func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
 	if !h.IsHTTP11() {
 		asHTTP11(h)
@@ -473,13 +433,20 @@ func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
 	}
 	viaPrior := len(b)
 	b = append(b, viaValue...)
-	stripped := seen&seenHop != 0
-	if stripped {
-		x.hop = stripHopByHop(h, x.hop)
+	var d dropSet
+	if seen&seenHop != 0 {
+		x.hop, _ = appendPrior(x.hop[:0], h, fasthttp.HeaderConnection)
+		d = dropSet{mask: seenHop, conn: x.hop}
 	}
 	vb := b
-	if nVia > 0 && !keepPrior(h, hdrVia, nVia, stripped) {
+	if nVia > 0 && d.listed(hdrVia) {
 		vb = vb[viaPrior:]
+	}
+	if nVia > 1 {
+		d.mask |= seenVia
+	}
+	if d.mask != 0 {
+		x.dropResponseFields(h, &d)
 	}
 	h.ResetConnectionClose()
 	h.SetCanonical(hdrVia, vb)

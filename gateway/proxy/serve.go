@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -53,8 +54,15 @@ type exchange struct {
 	bodyErr error
 	reqBody limitedReader
 	scratch []byte
-	hop     []byte // stripHopByHop's copy of the Connection values
-	reqID   []byte
+	hop     []byte // the Connection values (dropSet.conn)
+	// dropRequestFields' header block and its reader; dropResponseFields'
+	// copy of the field list.
+	block       []byte
+	blockReader bytes.Reader
+	br          *bufio.Reader
+	fields      []byte
+	fieldLines  []responseField
+	reqID       []byte
 	// The values of the gateway's own request fields (prepareRequest):
 	// X-Forwarded-For is fwdValues[xff[0]:xff[1]], Via likewise, and
 	// X-Request-Id is reqID, added when addID. fwdLines: they may go
@@ -198,7 +206,11 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		x.scratch = toOriginForm(&out.Header, x.scratch)
 	}
 	x.long = wantsStream(&req.Header)
-	x.prepareRequest(ctx, &out.Header)
+	if err := x.prepareRequest(ctx, &out.Header); err != nil {
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusBadRequest, "malformed request", err)
+		return false
+	}
 	if !x.beginSession(ctx) {
 		return false
 	}
@@ -444,7 +456,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], hop: x.hop[:0], reqID: x.reqID[:0], fwdValues: x.fwdValues[:0], fwd: x.fwd[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], hop: x.hop[:0], block: x.block[:0], br: x.br, fields: x.fields[:0], fieldLines: x.fieldLines[:0], reqID: x.reqID[:0], fwdValues: x.fwdValues[:0], fwd: x.fwd[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 
