@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,7 @@ func runHTTP(o options) (*httpResult, error) {
 		errors map[string]int64
 	}
 	workers := make([]worker, o.conns)
-	var issued atomic.Int64
+	var issued, session atomic.Int64
 	start := time.Now()
 	deadline := start.Add(o.duration)
 	var wg sync.WaitGroup
@@ -115,10 +116,15 @@ func runHTTP(o options) (*httpResult, error) {
 			if len(body) > 0 {
 				req.SetBody(body)
 			}
+			var id []byte
 			for {
 				t0 := time.Now()
 				if !t0.Before(deadline) || (o.requests > 0 && issued.Add(1) > o.requests) {
 					return
+				}
+				if o.sessions > 0 {
+					id = strconv.AppendInt(append(id[:0], "loadgen-"...), (session.Add(1)-1)%int64(o.sessions), 10)
+					req.Header.SetBytesV(o.sessHdr, id)
 				}
 				err := hc.Do(req, resp)
 				d := time.Since(t0)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +56,26 @@ func TestHTTPMode(t *testing.T) {
 	ln.Close()
 	if r, _ = runHTTP(opts("http", "http://"+addr+"/")); r.Requests != 0 || r.Errors["refused"] == 0 {
 		t.Fatalf("closed port: %s", r.line())
+	}
+}
+
+func TestHTTPSessions(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("X-Session")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	o := opts("http", srv.URL+"/")
+	o.requests, o.duration, o.sessions, o.sessHdr = 30, time.Minute, 3, "X-Session"
+	if r, err := runHTTP(o); err != nil || r.OK != 30 {
+		t.Fatalf("%v %s", err, r.line())
+	}
+	want := map[string]int{"loadgen-0": 10, "loadgen-1": 10, "loadgen-2": 10}
+	if !maps.Equal(seen, want) {
+		t.Fatalf("session ids sent: %v, want %v", seen, want)
 	}
 }
 
@@ -124,6 +146,15 @@ func TestOptionsCheck(t *testing.T) {
 	o.duration = time.Hour
 	if o.check() == nil {
 		t.Error("a one-hour run was accepted")
+	}
+	o = opts("http", "http://127.0.0.1:1/")
+	o.sessions = -1
+	if o.check() == nil {
+		t.Error("-sessions -1 was accepted")
+	}
+	o.sessions, o.sessHdr = 10, ""
+	if o.check() == nil {
+		t.Error("-sessions without a header name was accepted")
 	}
 }
 

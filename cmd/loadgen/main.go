@@ -10,7 +10,9 @@
 // latency quantiles and failures by status or error kind. Mode sse opens
 // -streams concurrent event streams (spread over -ramp), counts events per
 // second and checks that each stream's numeric ids arrive in order without
-// gaps. One human-readable line goes to stderr; -json also writes the result
+// gaps. -sessions N gives every http request one of N session ids, in turn,
+// in the -session-header field (Mcp-Session-Id), so that a gateway that
+// records sessions sees N of them interleaved, as in front of an MCP server. One human-readable line goes to stderr; -json also writes the result
 // as JSON to stdout.
 package main
 
@@ -37,11 +39,14 @@ type options struct {
 	streams  int
 	ramp     time.Duration
 	json     bool
+	sessions int
+	sessHdr  string
 }
 
 const (
 	maxDuration = 10 * time.Minute
 	maxConns    = 20000
+	maxSessions = 1 << 20
 )
 
 func main() {
@@ -57,6 +62,8 @@ func main() {
 	flag.IntVar(&o.streams, "streams", 100, "sse mode: concurrent streams")
 	flag.DurationVar(&o.ramp, "ramp", time.Second, "sse mode: spread stream starts over this long")
 	flag.BoolVar(&o.json, "json", false, "also write the result as JSON to stdout")
+	flag.IntVar(&o.sessions, "sessions", 0, "http mode: send each request with one of this many session ids, in turn (0: none)")
+	flag.StringVar(&o.sessHdr, "session-header", "Mcp-Session-Id", "http mode: the header field that carries the session id")
 	flag.Parse()
 	if err := o.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -111,6 +118,12 @@ func (o *options) check() error {
 	}
 	if o.requests < 0 {
 		return fmt.Errorf("-n must not be negative")
+	}
+	if o.sessions < 0 || o.sessions > maxSessions {
+		return fmt.Errorf("-sessions must be in [0, %d]", maxSessions)
+	}
+	if o.sessions > 0 && o.sessHdr == "" {
+		return fmt.Errorf("-session-header must not be empty")
 	}
 	o.method = strings.ToUpper(o.method)
 	return nil
