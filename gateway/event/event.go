@@ -17,7 +17,9 @@
 // event's own storage ([Event.Keep], [Event.KeepString], [Event.AddHeader])
 // and records it. The sink, once it has no further use for the event
 // (the store: once the event is written, or given up), calls
-// [Event.Release], which returns it to the pool. After that, the event
+// [Event.Release], which returns it to the pool: a bounded free list that,
+// unlike a sync.Pool, keeps its events across garbage collections
+// ([SetPoolLimit], [ReadPoolStats]). After that, the event
 // and every string and slice its fields held may be reused by another
 // event: neither the sink nor anyone it passed the event to (an OnCommit
 // hook) may keep them. A sink that keeps events (a test's) simply never
@@ -27,7 +29,6 @@ package event
 
 import (
 	"context"
-	"sync"
 	"time"
 	"unsafe"
 )
@@ -139,22 +140,6 @@ const (
 	pooled               // released, in the pool
 )
 
-var pool = sync.Pool{New: func() any {
-	// One allocation with room for a typical event's headers and bytes:
-	// the pool loses its events to the GC, and growing a new event's
-	// storage append by append cost a dozen allocations.
-	p := new(pooledEvent)
-	p.Headers, p.own = p.headers[:0], p.bytes[:0]
-	return &p.Event
-}}
-
-// pooledEvent is an Event with its initial storage.
-type pooledEvent struct {
-	Event
-	headers [16]Header
-	bytes   [512]byte
-}
-
 // Bounds on what a released event may keep for reuse: an event that
 // captured an outsized header block or body is left to the GC.
 const (
@@ -162,29 +147,33 @@ const (
 	maxPooledHeaders = 128
 )
 
-// New returns an empty event from a pool. Its owner hands it back with
+// New returns an empty event from the pool. Its owner hands it back with
 // Release; see the package documentation.
 func New() *Event {
-	e := pool.Get().(*Event)
+	e := getEvent()
 	e.state = owned
 	return e
 }
 
-// Release returns an event from New to the pool. Only the event's owner
-// calls it, once nothing refers to the event or to what its fields hold.
-// It does nothing to an event that did not come from New, or was already
-// released.
+// Release returns an event from New to the pool, which keeps it for reuse
+// unless it is full or the event's storage grew past the reuse bounds (the
+// collector then takes it). Only the event's owner calls it, once nothing
+// refers to the event or to what its fields hold. It does nothing to an
+// event that did not come from New, or was already released.
 func (e *Event) Release() {
 	if e == nil || e.state != owned {
 		return
 	}
 	if cap(e.own) > maxPooledBytes || cap(e.Headers) > maxPooledHeaders {
 		e.state = literal
+		discardedEvents.Add(1)
 		return
 	}
 	clear(e.Headers)
 	*e = Event{Headers: e.Headers[:0], own: e.own[:0], state: pooled}
-	pool.Put(e)
+	if !putEvent(e) {
+		e.state = literal // left to the collector
+	}
 }
 
 // Keep returns a copy of b held by e: valid as long as e is (for an event

@@ -82,19 +82,3 @@ func TestDiscardReleases(t *testing.T) {
 		t.Errorf("Discard left the event in state %d", e.state)
 	}
 }
-
-// BenchmarkNewRelease is the cost of an event from the pool holding a
-// request's worth of headers: no allocation once the pool is warm.
-func BenchmarkNewRelease(b *testing.B) {
-	names := [][]byte{[]byte("Host"), []byte("User-Agent"), []byte("Accept"), []byte("Mcp-Session-Id"), []byte("X-Request-Id")}
-	value := []byte("some-header-value-0123456789")
-	b.ReportAllocs()
-	for b.Loop() {
-		e := New()
-		e.RequestID = e.KeepString(value)
-		for _, n := range names {
-			e.AddHeader(n, value)
-		}
-		e.Release()
-	}
-}
