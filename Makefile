@@ -50,8 +50,10 @@ test: toolchains
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 14m $(PKGS)
 
-# Gateway vs bare fasthttp proxy vs direct, and SSE streams, in one run
-# (scripts/bench.sh, ~3 minutes; the HTTP part ~1m40s), then recording on vs off (~1 minute).
+# Gateway vs bare fasthttp proxy vs direct, recording on vs off (gateway
+# processes) and SSE streams, in one run (scripts/bench.sh, ~3.5 minutes; the
+# HTTP part ~1m40s, recording ~30s), then recording on vs off in one Go
+# process (~1 minute).
 # GOBENCH=1 also runs every package's Go micro-benchmarks.
 bench: build
 	$(GO) build -o $(BIN)/bareproxy ./internal/bench/bareproxy

@@ -13,6 +13,15 @@
 #         of other load on the machine. "paired" is the median over rounds of
 #         gateway/bare req/s within a round, with the lowest and highest
 #         round in "range". HTTP=0 skips this part.
+#   REC:  session recording on vs off (issue #5): two gateways, one with
+#         storage enabled on its defaults (synced Pebble batches of 50),
+#         one without, GET /json (a small JSON answer, an MCP call's size)
+#         with each request carrying one of 1,000 Mcp-Session-Id values
+#         (loadgen -sessions), REC_CONNS connections; ROUNDS rounds of
+#         ROUND_SECS per gateway, the two back to back, which goes first
+#         alternating. "paired" is the median over rounds of on/off req/s.
+#         The recording gateway's events written and shed (from its
+#         /metrics) show that every request was recorded. RECORD=0 skips it.
 #   SSE:  1,000 and 5,000 concurrent endless streams (an event every
 #         SSE_INTERVAL per stream, opened over one second per thousand,
 #         held for SSE_SECS in all), straight from the upstream and then
@@ -31,6 +40,8 @@ SSE_SECS=${SSE_SECS:-12}
 SSE_INTERVAL=${SSE_INTERVAL:-100ms}
 SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
 HTTP=${HTTP:-1} # HTTP=0 runs only the SSE part
+RECORD=${RECORD:-1} # RECORD=0 skips the recording on/off part
+REC_CONNS=${REC_CONNS:-64}
 VERBOSE=${VERBOSE:-0} # VERBOSE=1 prints loadgen's line for every HTTP round
 
 for b in gateway upstream loadgen bareproxy; do
@@ -62,6 +73,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP_PORT=$(free_port); BARE_PORT=$(free_port); GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
+REC_PORT=$(free_port); REC_ADMIN_PORT=$(free_port)
 
 wait_http() { # url pid name
 	for _ in $(seq 100); do
@@ -88,6 +100,10 @@ storage: {enabled: false, path: $TMP/data}
 log: {level: warn}
 EOF
 "$BIN/gateway" validate -config "$TMP/gateway.yaml" >/dev/null
+# The recording gateway: the same, with storage on its defaults.
+sed -e "s/^listen: .*/listen: 127.0.0.1:$REC_PORT/" -e "s/^admin: .*/admin: {listen: 127.0.0.1:$REC_ADMIN_PORT}/" \
+	-e "s|^storage: .*|storage: {enabled: true, path: $TMP/recdata}|" "$TMP/gateway.yaml" >"$TMP/gateway-rec.yaml"
+"$BIN/gateway" validate -config "$TMP/gateway-rec.yaml" >/dev/null
 
 "$BIN/upstream" -listen "127.0.0.1:$UP_PORT" >"$TMP/upstream.log" 2>&1 &
 UP_PID=$!; PIDS+=("$UP_PID")
@@ -138,6 +154,42 @@ for size in 100 16384; do
 		done
 	done
 done
+
+# Recording on vs off: both gateways run only for this part, so that the
+# idle one does not sit beside the HTTP rows above.
+metric_sum() { # admin port, metric name: the sum of its samples
+	curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%d", s}'
+}
+if ((RECORD)); then
+	"$BIN/gateway" run -config "$TMP/gateway-rec.yaml" >"$TMP/gateway-rec.log" 2>&1 &
+	REC_PID=$!; PIDS+=("$REC_PID")
+	wait_http "http://127.0.0.1:$REC_PORT/health" "$REC_PID" gateway-rec
+	rec_url() { case $1 in off) echo "http://127.0.0.1:$GW_PORT/json" ;; on) echo "http://127.0.0.1:$REC_PORT/json" ;; esac; }
+	rec_pid() { case $1 in off) echo "$GW_PID" ;; on) echo "$REC_PID" ;; esac; }
+	for target in off on; do
+		"$BIN/loadgen" -mode http -url "$(rec_url $target)" -c "$REC_CONNS" -sessions 1000 -d 500ms >/dev/null 2>&1
+	done
+	sleep 0.3 # the warm-up's last events
+	written0=$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_events_written_total)
+	for ((round = 0; round < ROUNDS; round++)); do
+		order=(off on)
+		((round % 2)) && order=(on off)
+		for target in "${order[@]}"; do
+			pid=$(rec_pid $target)
+			c0=$(cpu_ticks "$pid")
+			if ! out=$("$BIN/loadgen" -mode http -url "$(rec_url $target)" -c "$REC_CONNS" -sessions 1000 -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
+				cat "$TMP/loadgen.err" >&2
+				exit 1
+			fi
+			((VERBOSE)) && cat "$TMP/loadgen.err" >&2
+			c1=$(cpu_ticks "$pid")
+			echo "{\"kind\":\"rec\",\"target\":\"$target\",\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+		done
+	done
+	sleep 0.5 # the last batches' exchange window, flush interval and sync
+	echo "{\"kind\":\"rec_store\",\"written\":$(($(metric_sum "$REC_ADMIN_PORT" wasmgate_store_events_written_total) - written0)),\"shed\":$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_shed_total),\"exhausted\":$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_exhausted_total)}" >>"$RESULTS"
+	kill "$REC_PID"; wait "$REC_PID" 2>/dev/null || true
+fi
 
 rss_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 for n in $SSE_STREAMS; do
@@ -223,8 +275,30 @@ for size in (100, 16384) if http else ():
             print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
 if http:
   print()
-print(f"SSE (endless streams, one event per stream every {sys.argv[2]}; events/s after all streams opened; RSS of the gateway)")
-print(f"{'streams':>7} {'target':<8} {'opened':>6} {'events/s':>9} {'expected':>9} {'gw/direct':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
+rec = [r for r in rows if r["kind"] == "rec"]
+if rec:
+    by = {}
+    for r in rec:
+        by.setdefault(r["round"], {})[r["target"]] = r
+    ratios = [v["on"]["result"]["rps"] / v["off"]["result"]["rps"] for v in by.values() if "on" in v and "off" in v and v["off"]["result"]["rps"]]
+    print("Recording (GET /json, 1,000 session ids; on: storage on its defaults, sync on; CPU-µs/req of the gateway process)")
+    print(f"{'gateway':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  rounds req/s; errors")
+    cpu = {}
+    for t in ("off", "on"):
+        rs = [r for r in rec if r["target"] == t]
+        a = agg(rs)
+        cpu[t] = a["cpu_us"]
+        print(f"{t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {'/'.join(f'{x:.0f}' for x in a['rps_all'])}; {a['errors']}")
+    if ratios:
+        print(f"on/off req/s paired {median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); gateway CPU on-off {cpu['on'] - cpu['off']:.1f} µs/req")
+    st = next((r for r in rows if r["kind"] == "rec_store"), None)
+    if st:
+        on_reqs = sum(r["result"]["requests"] for r in rec if r["target"] == "on")
+        print(f"recorded: {st['written']} events written for {on_reqs} requests in the rounds ({st['written'] / max(on_reqs, 1):.2f} per request), shed {st['shed']}, exhausted {st['exhausted']}")
+    print()
+if any(r["kind"] == "sse" for r in rows):
+  print(f"SSE (endless streams, one event per stream every {sys.argv[2]}; events/s after all streams opened; RSS of the gateway)")
+  print(f"{'streams':>7} {'target':<8} {'opened':>6} {'events/s':>9} {'expected':>9} {'gw/direct':>9} {'order err':>9} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'KiB/stream':>10}  failures")
 direct = {r["streams"]: r["result"] for r in rows if r["kind"] == "sse_direct"}
 def fails_of(res):
     fails = {**{"open:" + k: v for k, v in res["open_failed"].items()}, **{"stream:" + k: v for k, v in res["stream_errors"].items()}}
