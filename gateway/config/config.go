@@ -204,6 +204,9 @@ type Storage struct {
 	EnqueueTimeout Duration `yaml:"enqueue_timeout"`
 	Retention      Duration `yaml:"retention"`
 	MaxBytes       Size     `yaml:"max_bytes"`
+	// EventPool is how many released session events are kept for reuse
+	// (event.SetPoolLimit); 0 keeps none.
+	EventPool int `yaml:"event_pool"`
 }
 
 // Wasm holds settings shared by all plugins.
@@ -331,6 +334,7 @@ func Default() *Config {
 			EnqueueTimeout: Duration(5 * time.Millisecond),
 			Retention:      Duration(7 * 24 * time.Hour),
 			MaxBytes:       1 << 30,
+			EventPool:      4096,
 		},
 		Wasm: Wasm{
 			MaxCallsInFlight: 1024,

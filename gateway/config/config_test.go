@@ -28,7 +28,7 @@ func TestParseExampleAndDefault(t *testing.T) {
 		if cfg.Limits.MaxHeaderBytes != 16<<10 || cfg.Limits.MaxBodyBytes != 8<<20 {
 			t.Fatalf("%s: limits %+v", name, cfg.Limits)
 		}
-		if !cfg.Storage.Sync || cfg.Storage.BatchSize != 50 {
+		if !cfg.Storage.Sync || cfg.Storage.BatchSize != 50 || cfg.Storage.EventPool != 4096 {
 			t.Fatalf("%s: storage defaults lost: %+v", name, cfg.Storage)
 		}
 	}
@@ -53,6 +53,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate key", base + "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", "already defined"},
 		{"zero sync depth", base + "storage: {sync_depth: 0}\n", "storage.sync_depth"},
 		{"exchange window over 1s", base + "storage: {exchange_window: 2s}\n", "storage.exchange_window"},
+		{"negative event pool", base + "storage: {event_pool: -1}\n", "storage.event_pool"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -243,6 +243,9 @@ func (c *Config) Validate() error {
 	if s.ExchangeWindow < 0 || s.ExchangeWindow > Duration(time.Second) {
 		return errors.New("storage.exchange_window must be between 0 (off) and 1s")
 	}
+	if s.EventPool < 0 {
+		return errors.New("storage.event_pool must be at least 0 (0 keeps no released events)")
+	}
 	if c.Wasm.MaxCallsInFlight < 1 {
 		return errors.New("wasm.max_calls_in_flight must be at least 1")
 	}
