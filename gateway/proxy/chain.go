@@ -158,7 +158,7 @@ func (x *exchange) requestChain(ctx *fasthttp.RequestCtx, out *fasthttp.Request)
 	if out.IsBodyStream() {
 		body, err = io.ReadAll(&x.reqBody)
 		if err != nil {
-			code, reason := fasthttp.StatusBadRequest, "malformed request body"
+			code, reason := bodyStatus(err)
 			if x.reqBody.exceeded {
 				code, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
 			}

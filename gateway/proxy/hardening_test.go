@@ -325,3 +325,81 @@ func TestSlowBodyNotHeaderTimeout(t *testing.T) {
 		t.Fatalf("body never sent: %q after %v, want a 408 after about 2s", resp, d)
 	}
 }
+
+// TestBodyIdleIsSilence: limits.idle_timeout bounds a streamed request
+// body's silences, not its length. A body trickled in slices, each gap well
+// under the limit, all of them well over it, is forwarded whole (with a
+// length or chunked, through the in-place and the plugin route); a body that
+// stops for longer than the limit gets a 408 and the connection closed.
+func TestBodyIdleIsSilence(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+		fmt.Fprintf(w, "%d", n)
+	}))
+	const idle = 400 * time.Millisecond
+	const slices, size = 10, 4 << 10
+	slice := strings.Repeat("b", size)
+	for path, g := range conformGateways(t, up.addr, func(c *config.Config) {
+		c.Limits.ReadHeaderTimeout = config.Duration(200 * time.Millisecond)
+		c.Limits.IdleTimeout = config.Duration(idle)
+	}) {
+		for _, chunked := range []bool{false, true} {
+			head, frame := fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", slices*size), func(s string) string { return s }
+			if chunked {
+				head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+				frame = func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+			}
+			t.Run(fmt.Sprintf("%s chunked=%v", path, chunked), func(t *testing.T) {
+				// send writes the header, then n slices idle/gap apart,
+				// and the end of a chunked body once all are sent.
+				send := func(c net.Conn, n int, gap time.Duration) {
+					io.WriteString(c, head)
+					for i := range n {
+						if i > 0 {
+							time.Sleep(gap)
+						}
+						if _, err := io.WriteString(c, frame(slice)); err != nil {
+							return
+						}
+					}
+					if chunked && n == slices {
+						io.WriteString(c, "0\r\n\r\n")
+					}
+				}
+				dial := func() net.Conn {
+					c, err := net.Dial("tcp", g.addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { c.Close() })
+					_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+					return c
+				}
+
+				c := dial()
+				start := time.Now()
+				go send(c, slices, idle*3/8)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if d := time.Since(start); resp.StatusCode != 200 || string(b) != fmt.Sprint(slices*size) || d < 2*idle {
+					t.Fatalf("trickled body: status %d %q after %v, want 200 %d after more than %v", resp.StatusCode, b, d, slices*size, 2*idle)
+				}
+
+				// Three slices, then silence.
+				c = dial()
+				send(c, 3, 0)
+				raw, _ := io.ReadAll(c)
+				if statusOf(string(raw)) != 408 || !strings.Contains(string(raw), "request body not received in time") || !strings.Contains(string(raw), "Connection: close") {
+					t.Fatalf("body stopped: got %q, want a 408 and the connection closed", raw)
+				}
+			})
+		}
+	}
+}

@@ -92,16 +92,47 @@ var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
 // limitedReader forwards a streamed request body and fails past max. Its
 // errors are the client's (a malformed chunk, a body over the limit, a
-// client gone), marked so the upstream target is not blamed.
+// client gone, a client silent for idle), marked so the upstream target is
+// not blamed.
+//
+// With idle set (limits.idle_timeout), conn's read deadline (fasthttp's
+// body deadline, set from the header's arrival) is moved on by the reads
+// that return bytes: a body that keeps coming is never cut for being long,
+// one that stops for idle is, between idle and 1.25×idle after its last
+// bytes. It is moved only when less than idle is left, so a steady body
+// costs a clock read per read and a deadline change per quarter of idle.
 type limitedReader struct {
 	r        io.Reader
 	n, max   int64
 	exceeded bool
 	err      error
+
+	conn  net.Conn
+	idle  time.Duration
+	clock *writeDeadlines // for its monotonic now
+	until time.Time       // conn's read deadline, once moved
+}
+
+// extend keeps conn's read deadline at least idle ahead.
+func (l *limitedReader) extend() {
+	now := l.clock.now()
+	if l.until.Sub(now) > l.idle {
+		return
+	}
+	l.until = now.Add(l.idle + l.idle/4)
+	_ = l.conn.SetReadDeadline(l.until)
 }
 
 func (l *limitedReader) Read(b []byte) (int, error) {
+	if l.idle > 0 && l.until.IsZero() {
+		// The bytes fasthttp read before the handler ran were the last
+		// progress.
+		l.extend()
+	}
 	n, err := l.r.Read(b)
+	if n > 0 && l.idle > 0 {
+		l.extend()
+	}
 	l.n += int64(n)
 	if l.n > l.max {
 		l.exceeded = true
@@ -234,6 +265,11 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		out.SetBodyRaw(req.Body())
 	default:
 		x.reqBody = limitedReader{r: ctx.RequestBodyStream(), max: p.maxBody}
+		if p.bodyDeadline(&req.Header) {
+			// headerReceived set fasthttp's body deadline; the connection's
+			// watch lifts it once the request is answered.
+			x.reqBody.conn, x.reqBody.idle, x.reqBody.clock = x.conn, p.bodyTimeout, p.writeDeadlines
+		}
 		out.SetBodyStream(&x.reqBody, cl)
 	}
 
@@ -301,7 +337,8 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		}
 		if x.reqBody.err != nil {
 			ctx.SetConnectionClose()
-			x.fail(ctx, fasthttp.StatusBadRequest, "malformed request body", x.reqBody.err)
+			code, reason := bodyStatus(x.reqBody.err)
+			x.fail(ctx, code, reason, x.reqBody.err)
 			return false
 		}
 		code, reason := upstream.Status(err)
@@ -479,6 +516,16 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 		x.recordError(code, reason)
 	}
 	writeError(ctx, code, reason, x.reqID)
+}
+
+// bodyStatus is the answer to a request whose body broke off with err (not
+// over the size limit).
+func bodyStatus(err error) (int, string) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fasthttp.StatusRequestTimeout, "request body not received in time"
+	}
+	return fasthttp.StatusBadRequest, "malformed request body"
 }
 
 // badFraming rejects what fasthttp would accept but a gateway must not: a
