@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wasmgate/wasmgate/gateway/config"
 	"github.com/wasmgate/wasmgate/gateway/event"
 	"github.com/wasmgate/wasmgate/gateway/store"
@@ -25,6 +27,12 @@ func newRecorder(cfg *config.Config, g *Gateway) (event.Sink, event.Replayer, io
 		return event.Discard, nil, nil, nil
 	}
 	log := g.log.With("component", "store")
+	// The pool is the process's, shared by every producer: set before the
+	// first event is taken from it.
+	event.SetPoolLimit(st.EventPool)
+	if err := registerEventPool(g.reg); err != nil {
+		return nil, nil, nil, err
+	}
 	start := time.Now()
 	s, err := store.Open(st.Path, store.Options{MinSyncInterval: time.Duration(st.SyncInterval), Logger: log, Registerer: g.reg})
 	if err != nil {
@@ -47,6 +55,31 @@ func newRecorder(cfg *config.Config, g *Gateway) (event.Sink, event.Replayer, io
 	}()
 	store.RegisterAdmin(g.Admin(), s, log)
 	return w, s, &recorder{w: w, s: s, cancel: cancel, done: done}, nil
+}
+
+// registerEventPool exposes the statistics of the session event pool
+// (storage.event_pool). They are the process's: two gateways in one
+// process report the same figures.
+func registerEventPool(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wasmgate_event_pool_free",
+			Help: "Released session events kept for reuse (at most storage.event_pool).",
+		}, func() float64 { return float64(event.ReadPoolStats().Free) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wasmgate_event_pool_allocated_total",
+			Help: "Session events allocated because the pool had none free.",
+		}, func() float64 { return float64(event.ReadPoolStats().Allocated) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wasmgate_event_pool_discarded_total",
+			Help: "Released session events not kept for reuse: the pool was full (storage.event_pool), or the event had grown past 16KiB of captured bytes or 128 header fields.",
+		}, func() float64 { return float64(event.ReadPoolStats().Discarded) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register event pool metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // recorder closes the worker (flushing everything queued), then the store.
