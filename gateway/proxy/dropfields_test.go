@@ -243,3 +243,40 @@ func BenchmarkDropFields(b *testing.B) {
 		})
 	}
 }
+
+// TestDropRequestFieldsForms: a request header read again without its
+// hop-by-hop lines keeps its method, target and version as they stand
+// (an absolute-form target already turned to origin-form, its authority the
+// Host), a folded line, and a header without Host (HTTP/1.0).
+func TestDropRequestFieldsForms(t *testing.T) {
+	p := &Proxy{ids: newRequestIDs(), clientIPs: new(clientIPs)}
+	for _, tc := range []struct {
+		raw, want string
+	}{
+		{"GET http://a.example/p?q HTTP/1.1\r\nHost: other\r\nConnection: x-a\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+			"GET /p?q HTTP/1.1\r\nHost: a.example\r\nX-B: 2\r\n"},
+		{"GET /p HTTP/1.0\r\nConnection: keep-alive\r\nX-B: 2\r\n\r\n",
+			"GET /p HTTP/1.0\r\nX-B: 2\r\n"},
+		{"PATCH /p HTTP/1.1\r\nKeep-Alive: 5\r\nHost: h\r\nX-F: a\r\n b\r\nContent-Length: 2\r\n\r\n",
+			"PATCH /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nX-F: a b\r\n"},
+		{"GET /p HTTP/1.1\r\nHost: h\r\nConnection: host, x-b\r\nX-B: 1\r\nX-C: 2\r\n\r\n",
+			"GET /p HTTP/1.1\r\nHost: h\r\nX-C: 2\r\n"},
+	} {
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4000}, nil)
+		h := &ctx.Request.Header
+		if err := h.Read(bufio.NewReader(strings.NewReader(tc.raw))); err != nil {
+			t.Fatalf("%q: %v", tc.raw, err)
+		}
+		x := &exchange{p: p}
+		x.reqSeen, _ = scanRequest(h)
+		toOriginForm(h, nil)
+		if err := x.prepareRequest(&ctx, h); err != nil {
+			t.Fatalf("%q: %v", tc.raw, err)
+		}
+		h.SetNoDefaultContentType(true)
+		if got := string(h.Header()); got != tc.want+"\r\n" {
+			t.Errorf("%q forwarded as\n%q\nwant\n%q", tc.raw, got, tc.want)
+		}
+	}
+}
