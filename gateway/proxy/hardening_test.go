@@ -2,11 +2,16 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -402,4 +407,92 @@ func TestBodyIdleIsSilence(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestBodyIdleUpstreamStall: limits.idle_timeout bounds the client's
+// silences in a streamed request body, not the time the gateway spends
+// blocked writing that body to an upstream that is slow to read it. A
+// client that sent its whole body at once must not get 408 "request body
+// not received in time" because the upstream paused for longer than the
+// limit before reading: once a read deadline has passed, the next read
+// fails even with bytes waiting.
+func TestBodyIdleUpstreamStall(t *testing.T) {
+	verifyNone(t)
+	const idle = 200 * time.Millisecond
+	const size = 16 << 20
+	// A small receive buffer, set before the handshake: the gateway's
+	// writes block while the upstream is busy, instead of the kernel
+	// absorbing the whole body.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+		})
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { defer c.Close(); serveStalled(c, 3*idle) })
+		}
+	})
+	g := startGateway(t, testConfig(t, []string{ln.Addr().String()}, func(c *config.Config) {
+		c.Limits.IdleTimeout = config.Duration(idle)
+		c.Limits.MaxBodyBytes = 64 << 20
+		// fasthttp's read buffer (this size) smaller than what the
+		// upstream writer asks for: the body's reads bypass it, so the
+		// read after the pause meets the socket (with a larger buffer it
+		// does in some requests, depending on where the pause falls).
+		c.Limits.MaxHeaderBytes = 1 << 10
+	}), nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+		_, _ = c.Write(make([]byte, size))
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != fmt.Sprint(size) {
+		t.Fatalf("a client that sent its whole body at once got %d %q, want 200 %d", resp.StatusCode, b, size)
+	}
+}
+
+// serveStalled answers one request on c: busy for stall after its header,
+// then reads the body and answers with its length.
+func serveStalled(c net.Conn, stall time.Duration) {
+	br := bufio.NewReader(c)
+	cl := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if line == "\r\n" {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
+			cl, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	time.Sleep(stall)
+	n, _ := io.CopyN(io.Discard, br, int64(cl))
+	body := fmt.Sprint(n)
+	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }

@@ -96,10 +96,13 @@ var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 // not blamed.
 //
 // With idle set (limits.idle_timeout), conn's read deadline (fasthttp's
-// body deadline, set from the header's arrival) is moved on by the reads
-// that return bytes: a body that keeps coming is never cut for being long,
-// one that stops for idle is, between idle and 1.25×idle after its last
-// bytes. It is moved only when less than idle is left, so a steady body
+// body deadline, set from the header's arrival) is kept at least idle ahead
+// of each read: a body that keeps coming is never cut for being long, one
+// that stops for idle is, between idle and 1.25×idle after the gateway
+// asked for more. Moving it before the read, not after the bytes came,
+// keeps the time the gateway spends writing the body upstream out of the
+// client's count: an expired deadline fails the next read even with bytes
+// waiting. It is moved only when less than idle is left, so a steady body
 // costs a clock read per read and a deadline change per quarter of idle.
 type limitedReader struct {
 	r        io.Reader
@@ -124,15 +127,13 @@ func (l *limitedReader) extend() {
 }
 
 func (l *limitedReader) Read(b []byte) (int, error) {
-	if l.idle > 0 && l.until.IsZero() {
-		// The bytes fasthttp read before the handler ran were the last
-		// progress.
+	if l.idle > 0 {
+		// The client has idle from now on to send more: the time the
+		// gateway spent away from this body (writing it to an upstream
+		// that reads slowly, waiting for a connection) is not its silence.
 		l.extend()
 	}
 	n, err := l.r.Read(b)
-	if n > 0 && l.idle > 0 {
-		l.extend()
-	}
 	l.n += int64(n)
 	if l.n > l.max {
 		l.exceeded = true

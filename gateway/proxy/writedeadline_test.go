@@ -257,3 +257,40 @@ func TestReadLimitsOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitedReaderIdleFromRead: the body's idle bound counts from the
+// moment the gateway asks for more, not from the last bytes: a client that
+// kept sending while the gateway was away (writing upstream) is not cut.
+func TestLimitedReaderIdleFromRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	const idle = 100 * time.Millisecond
+	l := limitedReader{r: server, max: 1 << 20, conn: server, idle: idle, clock: newWriteDeadlines()}
+	b := make([]byte, 1)
+	client.Write([]byte("a"))
+	if _, err := l.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte("b")) // the client keeps sending...
+	time.Sleep(3 * idle)      // ...while the gateway writes to a slow upstream
+	if n, err := l.Read(b); n != 1 || err != nil {
+		t.Fatalf("read after the gateway's own pause: %d, %v; want the byte the client sent", n, err)
+	}
+	time.Sleep(2 * idle) // now the client is silent while the gateway waits
+	if _, err := l.Read(b); err == nil {
+		t.Fatal("a read waiting 2×idle for a silent client succeeded")
+	}
+}
