@@ -445,3 +445,37 @@ func TestForwardFieldOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardFieldOrderDateNamed: an upstream response whose Connection
+// line names Date keeps the order of its other lines: fasthttp holds Date
+// in the field list like any other field, so deleting it moves the last
+// line into its place.
+func TestForwardFieldOrderDateNamed(t *testing.T) {
+	const resp = "HTTP/1.1 200 OK\r\nDate: Fri, 27 Nov 2026 10:00:00 GMT\r\nCache-Control: no-store\r\n" +
+		"Cache-Control: private\r\nConnection: Date\r\nContent-Length: 2\r\n\r\nok"
+	addr, _ := startRawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				if _, err := io.WriteString(c, resp); err != nil {
+					return
+				}
+			}
+		}
+	})
+	g := startGateway(t, testConfig(t, []string{addr}, nil), nil, nil)
+	got := rawRequest(t, g.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	var cc []string
+	for _, line := range strings.Split(got, "\r\n") {
+		if strings.HasPrefix(line, "Cache-Control:") {
+			cc = append(cc, line)
+		}
+	}
+	if strings.Join(cc, " | ") != "Cache-Control: no-store | Cache-Control: private" {
+		t.Fatalf("client got %q, want the Cache-Control lines in the order sent", got)
+	}
+}
