@@ -259,3 +259,26 @@ func TestBareLFAndCR(t *testing.T) {
 		})
 	}
 }
+
+// TestHostAndTargetAuthority: a Host with userinfo, or an absolute-form
+// target whose authority runs into a fragment, is refused with a reason
+// naming what is wrong, and never reaches the upstream: fasthttp routes by
+// the host it makes of them, while the upstream would get them as sent.
+func TestHostAndTargetAuthority(t *testing.T) {
+	up := startRecordingUpstream(t)
+	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
+	for _, tc := range []struct{ raw, reason string }{
+		{"GET /p HTTP/1.1\r\nHost: a<b@a.example\r\n\r\n", "Host must be"},
+		{"GET /p HTTP/1.1\r\nHost: evil@a.example\r\n\r\n", "Host must be"},
+		{"GET http://a.example#frag HTTP/1.1\r\nHost: a.example\r\n\r\n", "request target"},
+		{"GET http://a<b@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n", "request target"},
+	} {
+		resp := rawRequest(t, g.addr, tc.raw, 5*time.Second)
+		if statusOf(resp) != 400 || !strings.Contains(resp, tc.reason) {
+			t.Errorf("%q: got %q, want a 400 saying %q", tc.raw, resp, tc.reason)
+		}
+		if got := up.take(); len(got) > 0 {
+			t.Errorf("%q: upstream saw %q", tc.raw, got)
+		}
+	}
+}

@@ -51,6 +51,7 @@ func appendPrior(dst []byte, h header, key string) ([]byte, int) {
 const (
 	reasonTarget  = "request target must be a path, an http or https URI, or * for OPTIONS"
 	reasonConnect = "CONNECT is not supported"
+	reasonHost    = "Host must be a host name or address and an optional port"
 )
 
 // checkTarget says why a request whose target is not origin-form (does not
@@ -78,7 +79,8 @@ func checkTarget(h *fasthttp.RequestHeader) string {
 // absoluteTarget splits an absolute-form request target (RFC 9112 §3.2.2)
 // into its authority and what follows it (the origin-form target, maybe
 // without its leading '/'). ok is false unless the scheme is http or https
-// and the authority is a host, without userinfo (RFC 9110 §4.2.1, §4.2.4).
+// and the authority is a host, without userinfo (RFC 9110 §4.2.1, §4.2.4)
+// or a fragment (RFC 9112 §3.2.2: an absolute-URI has none).
 func absoluteTarget(uri []byte) (authority, rest []byte, ok bool) {
 	i := bytes.Index(uri, strSchemeEnd)
 	if i < 0 || !(equalFoldASCII(uri[:i], "http") || equalFoldASCII(uri[:i], "https")) {
@@ -88,7 +90,7 @@ func absoluteTarget(uri []byte) (authority, rest []byte, ok bool) {
 	if j := bytes.IndexAny(authority, "/?"); j >= 0 {
 		authority, rest = authority[:j], authority[j:]
 	}
-	if len(authority) == 0 || bytes.IndexByte(authority, '@') >= 0 {
+	if len(authority) == 0 || bytes.ContainsAny(authority, "@#") {
 		return nil, nil, false
 	}
 	return authority, rest, true

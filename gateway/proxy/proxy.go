@@ -330,8 +330,15 @@ func (p *Proxy) serverError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		code, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
 	case errors.Is(err, fasthttp.ErrorInvalidURI):
-		// The request line's target (checkTarget's reason for the same).
+		// The request line's target (checkTarget's reason for the same),
+		// unless the header parsed (a failed one is reset: no Host) with a
+		// target that names no authority: fasthttp then took the URI's
+		// authority from Host.
 		reason = reasonTarget
+		h := &ctx.Request.Header
+		if uri := h.RequestURI(); len(h.Host()) > 0 && len(uri) > 0 && (uri[0] == '/' || string(uri) == "*") {
+			reason = reasonHost
+		}
 	case errors.As(err, &ne) && ne.Timeout():
 		code, reason = fasthttp.StatusRequestTimeout, "request not received in time"
 	}

@@ -191,6 +191,13 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		// RFC 9112 §3.2.2 says; forward sends it in origin-form.
 		x.absolute = uri[0] != '*'
 	}
+	if !x.absolute && bytes.IndexByte(req.Header.Host(), '@') >= 0 {
+		// fasthttp routes by the host after the userinfo, while the
+		// upstream would get the Host as sent (RFC 9110 §7.2: no userinfo).
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusBadRequest, reasonHost, nil)
+		return false
+	}
 	x.table = p.acquireRoutes()
 	rt := x.table.match(ctx.Host(), ctx.Path())
 	if rt == nil {
