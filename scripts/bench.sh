@@ -171,6 +171,8 @@ if ((RECORD)); then
 	done
 	sleep 0.3 # the warm-up's last events
 	written0=$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_events_written_total)
+	shed0=$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_shed_total)
+	exhausted0=$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_exhausted_total)
 	for ((round = 0; round < ROUNDS; round++)); do
 		order=(off on)
 		((round % 2)) && order=(on off)
@@ -187,7 +189,7 @@ if ((RECORD)); then
 		done
 	done
 	sleep 0.5 # the last batches' exchange window, flush interval and sync
-	echo "{\"kind\":\"rec_store\",\"written\":$(($(metric_sum "$REC_ADMIN_PORT" wasmgate_store_events_written_total) - written0)),\"shed\":$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_shed_total),\"exhausted\":$(metric_sum "$REC_ADMIN_PORT" wasmgate_store_exhausted_total)}" >>"$RESULTS"
+	echo "{\"kind\":\"rec_store\",\"written\":$(($(metric_sum "$REC_ADMIN_PORT" wasmgate_store_events_written_total) - written0)),\"shed\":$(($(metric_sum "$REC_ADMIN_PORT" wasmgate_store_shed_total) - shed0)),\"exhausted\":$(($(metric_sum "$REC_ADMIN_PORT" wasmgate_store_exhausted_total) - exhausted0))}" >>"$RESULTS"
 	kill "$REC_PID"; wait "$REC_PID" 2>/dev/null || true
 fi
 
