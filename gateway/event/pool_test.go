@@ -1,6 +1,7 @@
 package event
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -143,12 +144,23 @@ func TestPoolConcurrent(t *testing.T) {
 	s0 := ReadPoolStats()
 	ch := make(chan *Event, 64)
 	var wg sync.WaitGroup
-	for range 4 {
+	// Each event carries its owner's unique mark from New to Release: an
+	// event handed to two owners at once, or reset while held, shows
+	// another mark (or none) to one of them.
+	for p := range 4 {
 		wg.Go(func() {
 			for i := range 2000 {
+				mark := fmt.Sprintf("p%d-%d", p, i)
 				e := New()
-				e.Session = e.KeepString([]byte("session"))
+				if e.Session != "" || e.Seq != 0 {
+					t.Errorf("New returned a used event: %q/%d", e.Session, e.Seq)
+				}
+				e.Session, e.Seq = e.KeepString([]byte(mark)), uint64(p*2000+i)
 				if i%3 == 0 {
+					runtime.Gosched()
+					if e.Session != mark || e.Seq != uint64(p*2000+i) {
+						t.Errorf("event changed while its producer held it: %q/%d, want %q", e.Session, e.Seq, mark)
+					}
 					e.Release() // released by its producer
 					continue
 				}
@@ -160,8 +172,9 @@ func TestPoolConcurrent(t *testing.T) {
 	go func() {
 		defer close(done)
 		for e := range ch {
-			if e.Session != "session" {
-				t.Errorf("event reused while held: session %q", e.Session)
+			p, i := e.Seq/2000, e.Seq%2000
+			if want := fmt.Sprintf("p%d-%d", p, i); e.Session != want {
+				t.Errorf("event changed while held: %q, want %q", e.Session, want)
 			}
 			e.Release()
 		}
