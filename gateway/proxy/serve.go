@@ -54,6 +54,7 @@ type exchange struct {
 	bodyErr error
 	reqBody limitedReader
 	scratch []byte
+	inBody  []byte // takeInlineBody's copy of a small request body
 	hop     []byte // the Connection values (dropSet.conn)
 	// dropRequestFields' header block and its reader; dropResponseFields'
 	// copy of the field list.
@@ -212,14 +213,22 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 
-	if rt.chain.Len() == 0 && cl <= inlineBody && cl != -1 && !req.IsBodyStream() {
+	if rt.chain.Len() == 0 && cl <= inlineBody && cl != -1 {
 		// The client's request goes upstream itself, its header edited in
 		// place: nothing after this reads the client's own forwarding or
 		// hop-by-hop fields, and fasthttp took the connection's keep-alive
 		// decision from the header before calling the handler. This saves
 		// a copy of the whole header block, a pooled request and its reset
-		// per request. A plugin chain gets a copy it may rewrite freely,
-		// and a streamed body is wrapped to enforce its limit.
+		// per request. A small body (an MCP call's) is already in memory
+		// and goes with it. A plugin chain gets a copy it may rewrite
+		// freely, and a streamed body is wrapped to enforce its limit.
+		if cl > 0 {
+			if !x.takeInlineBody(ctx, req, cl) {
+				return false
+			}
+			// As for a copy: no invented Content-Type.
+			req.Header.SetNoDefaultContentType(true)
+		}
 		return x.forward(ctx, req, cl)
 	}
 	// Released here, not deferred: with this many returns the defer
@@ -232,6 +241,30 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 	streams := x.forward(ctx, out, cl)
 	fasthttp.ReleaseRequest(out)
 	return streams
+}
+
+// takeInlineBody makes a body of at most inlineBody bytes req's body in
+// memory. fasthttp reads such a body whole with the header (the server's
+// pre-read), but with StreamRequestBody hands it over as a stream: read
+// from the stream here (memory only) into x.inBody. Request.Body would do
+// the same, and log a warning, a formatted string, every time. It answers
+// 400 and returns false if the stream does not hold the whole body.
+func (x *exchange) takeInlineBody(ctx *fasthttp.RequestCtx, req *fasthttp.Request, cl int) bool {
+	if !req.IsBodyStream() {
+		return true
+	}
+	if cap(x.inBody) < cl {
+		x.inBody = make([]byte, cl, max(cl, 1<<10))
+	}
+	b := x.inBody[:cl]
+	if _, err := io.ReadFull(req.BodyStream(), b); err != nil {
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusBadRequest, "malformed request body", err)
+		return false
+	}
+	x.inBody = b
+	req.SetBodyRaw(b)
+	return true
 }
 
 // forward sends the request to the route's upstream as out (the client's
@@ -270,6 +303,9 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		// An inline body (or none) is already in req.
 	case cl == 0 || cl == -2:
 	case cl > 0 && cl <= inlineBody:
+		if !x.takeInlineBody(ctx, req, cl) {
+			return false
+		}
 		out.SetBodyRaw(req.Body())
 	default:
 		x.reqBody = limitedReader{r: ctx.RequestBodyStream(), max: p.maxBody}
