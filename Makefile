@@ -50,7 +50,8 @@ test: toolchains
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 14m $(PKGS)
 
-# Gateway vs bare fasthttp proxy vs direct, recording on vs off (gateway
+# Gateway vs bare fasthttp proxy vs direct (GETs, and POSTs of an MCP
+# call's size), recording on vs off (gateway
 # processes) and SSE streams, in one run (scripts/bench.sh, ~3.5 minutes; the
 # HTTP part ~1m40s, recording ~30s), then recording on vs off in one Go
 # process (~1 minute).

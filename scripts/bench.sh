@@ -3,7 +3,8 @@
 # upstream directly, in ONE run on this machine, then SSE streams through the
 # gateway. Everything listens on 127.0.0.1 and every load run is bounded.
 #
-#   HTTP: 100 B and 16 KiB responses, 64 and 256 connections; after a
+#   HTTP: 100 B and 16 KiB responses, 64 and 256 connections, and POSTs of
+#         300 B echoed back (an MCP call's size), 64 connections; after a
 #         warm-up, ROUNDS rounds of ROUND_SECS seconds per target: median
 #         requests/s, median p99 latency, and the CPU time the measured
 #         process (upstream for "direct", else the proxy) spent per request
@@ -42,6 +43,9 @@ SSE_STREAMS=${SSE_STREAMS:-"1000 5000"}
 HTTP=${HTTP:-1} # HTTP=0 runs only the SSE part
 RECORD=${RECORD:-1} # RECORD=0 skips the recording on/off part
 REC_CONNS=${REC_CONNS:-64}
+# HTTP rows, SIZE:CONNS: GET /bytes?n=SIZE, or with SIZE postN a POST of N
+# bytes to /echo (an MCP call's shape: a small JSON-RPC body).
+HTTP_ROWS=${HTTP_ROWS:-"100:64 100:256 16384:64 16384:256 post300:64"}
 VERBOSE=${VERBOSE:-0} # VERBOSE=1 prints loadgen's line for every HTTP round
 
 for b in gateway upstream loadgen bareproxy; do
@@ -126,31 +130,34 @@ RESULTS=$TMP/results.jsonl
 echo "bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); HTTP: $ROUNDS rounds of ${ROUND_SECS}s per row; loadgen, proxies and upstream share the machine" >&2
 port_of() { case $1 in direct) echo "$UP_PORT" ;; bare) echo "$BARE_PORT" ;; gateway) echo "$GW_PORT" ;; esac; }
 pid_of() { case $1 in direct) echo "$UP_PID" ;; bare) echo "$BARE_PID" ;; gateway) echo "$GW_PID" ;; esac; }
-for size in 100 16384; do
+for row in $HTTP_ROWS; do
 	((HTTP)) || break
-	for conns in 64 256; do
-		for target in direct bare gateway; do
-			"$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d 500ms >/dev/null 2>&1
-		done
-		# bare and gateway run back to back in every round, the first of
-		# the two alternating (direct bare gateway, direct gateway bare, ...),
-		# so that a burst of other load on the machine hits both alike.
-		for ((round = 0; round < ROUNDS; round++)); do
-			order=(direct bare gateway)
-			((round % 2)) && order=(direct gateway bare)
-			for target in "${order[@]}"; do
-				pid=$(pid_of $target)
-				c0=$(cpu_ticks "$pid")
-				# loadgen's one-line summary goes to stderr: keep it out of
-				# the table unless VERBOSE=1, show it when loadgen fails.
-				if ! out=$("$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)/bytes?n=$size" -c "$conns" -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
-					cat "$TMP/loadgen.err" >&2
-					exit 1
-				fi
-				((VERBOSE)) && cat "$TMP/loadgen.err" >&2
-				c1=$(cpu_ticks "$pid")
-				echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":$size,\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
-			done
+	size=${row%%:*} conns=${row##*:}
+	path="/bytes?n=$size" body=()
+	if [[ $size == post* ]]; then
+		path=/echo body=(-method POST -body "${size#post}")
+	fi
+	for target in direct bare gateway; do
+		"$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)$path" "${body[@]}" -c "$conns" -d 500ms >/dev/null 2>&1
+	done
+	# bare and gateway run back to back in every round, the first of
+	# the two alternating (direct bare gateway, direct gateway bare, ...),
+	# so that a burst of other load on the machine hits both alike.
+	for ((round = 0; round < ROUNDS; round++)); do
+		order=(direct bare gateway)
+		((round % 2)) && order=(direct gateway bare)
+		for target in "${order[@]}"; do
+			pid=$(pid_of $target)
+			c0=$(cpu_ticks "$pid")
+			# loadgen's one-line summary goes to stderr: keep it out of
+			# the table unless VERBOSE=1, show it when loadgen fails.
+			if ! out=$("$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)$path" "${body[@]}" -c "$conns" -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
+				cat "$TMP/loadgen.err" >&2
+				exit 1
+			fi
+			((VERBOSE)) && cat "$TMP/loadgen.err" >&2
+			c1=$(cpu_ticks "$pid")
+			echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":\"$size\",\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
 		done
 	done
 done
@@ -259,10 +266,18 @@ def paired(size, conns):
     rs = [v["gateway"] / v["bare"] for v in by.values() if v.get("bare") and "gateway" in v]
     return (median(rs), min(rs), max(rs)) if rs else (0, 0, 0)
 if http:
-  print("HTTP (GET /bytes?n=SIZE; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
-  print(f"{'size':>6} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'paired':>6} {'range':>9} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
-for size in (100, 16384) if http else ():
-    for conns in (64, 256):
+  print("HTTP (GET /bytes?n=SIZE, or POST of SIZE to /echo; median req/s of the rounds; CPU-µs/req of the measured process: upstream for direct, the proxy otherwise)")
+  print(f"{'size':>8} {'conns':>5} {'target':<8} {'req/s':>9} {'p99 µs':>8} {'CPU-µs/req':>10}  {'gw/bare':>7} {'paired':>6} {'range':>9} {'gw/direct':>9} {'CPU gw/bare':>11}  rounds req/s; errors")
+rowkeys = []
+for r in rows:
+    if r["kind"] == "http" and (r["size"], r["result"]["conns"]) not in rowkeys:
+        rowkeys.append((r["size"], r["result"]["conns"]))
+def label_of(size):
+    if size.startswith("post"):
+        return "POST" + size[4:] + "B"
+    n = int(size)
+    return f"{n >> 10}KiB" if n >= 1024 and n % 1024 == 0 else f"{n}B"
+for size, conns in rowkeys:
         for t in ("direct", "bare", "gateway"):
             a = http[(size, conns, t)]
             if t == "gateway":
@@ -272,9 +287,9 @@ for size in (100, 16384) if http else ():
                 ratios = f"{a['rps']/b if b else 0:7.2f} {pm:6.2f} {f'{lo:.2f}-{hi:.2f}':>9} {a['rps']/d if d else 0:9.2f} {a['cpu_us']/cb if cb else 0:11.2f}"
             else:
                 ratios = f"{'':7} {'':6} {'':9} {'':9} {'':11}"
-            label = "100B" if size == 100 else "16KiB"
+            label = label_of(size)
             rounds = "/".join(f"{x:.0f}" for x in a["rps_all"])
-            print(f"{label:>6} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
+            print(f"{label:>8} {conns:>5} {t:<8} {a['rps']:9.0f} {a['p99']:8.0f} {a['cpu_us']:10.1f}  {ratios}  {rounds}; {a['errors']}")
 if http:
   print()
 rec = [r for r in rows if r["kind"] == "rec"]
