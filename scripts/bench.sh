@@ -130,6 +130,22 @@ RESULTS=$TMP/results.jsonl
 echo "bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); HTTP: $ROUNDS rounds of ${ROUND_SECS}s per row; loadgen, proxies and upstream share the machine" >&2
 port_of() { case $1 in direct) echo "$UP_PORT" ;; bare) echo "$BARE_PORT" ;; gateway) echo "$GW_PORT" ;; esac; }
 pid_of() { case $1 in direct) echo "$UP_PID" ;; bare) echo "$BARE_PID" ;; gateway) echo "$GW_PID" ;; esac; }
+# measure PID JSON-FIELDS LOADGEN-ARGS...: one measured round of ROUND_SECS,
+# appended to RESULTS with the CPU time PID spent in it. loadgen's one-line
+# summary goes to stderr: kept out of the table unless VERBOSE=1, shown
+# when loadgen fails.
+measure() {
+	local pid=$1 fields=$2 out c0 c1
+	shift 2
+	c0=$(cpu_ticks "$pid")
+	if ! out=$("$BIN/loadgen" -mode http "$@" -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
+		cat "$TMP/loadgen.err" >&2
+		exit 1
+	fi
+	((VERBOSE)) && cat "$TMP/loadgen.err" >&2
+	c1=$(cpu_ticks "$pid")
+	echo "{$fields,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+}
 for row in $HTTP_ROWS; do
 	((HTTP)) || break
 	size=${row%%:*} conns=${row##*:}
@@ -147,17 +163,8 @@ for row in $HTTP_ROWS; do
 		order=(direct bare gateway)
 		((round % 2)) && order=(direct gateway bare)
 		for target in "${order[@]}"; do
-			pid=$(pid_of $target)
-			c0=$(cpu_ticks "$pid")
-			# loadgen's one-line summary goes to stderr: keep it out of
-			# the table unless VERBOSE=1, show it when loadgen fails.
-			if ! out=$("$BIN/loadgen" -mode http -url "http://127.0.0.1:$(port_of $target)$path" "${body[@]}" -c "$conns" -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
-				cat "$TMP/loadgen.err" >&2
-				exit 1
-			fi
-			((VERBOSE)) && cat "$TMP/loadgen.err" >&2
-			c1=$(cpu_ticks "$pid")
-			echo "{\"kind\":\"http\",\"target\":\"$target\",\"size\":\"$size\",\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+			measure "$(pid_of $target)" "\"kind\":\"http\",\"target\":\"$target\",\"size\":\"$size\",\"round\":$round" \
+				-url "http://127.0.0.1:$(port_of $target)$path" "${body[@]}" -c "$conns"
 		done
 	done
 done
@@ -184,15 +191,8 @@ if ((RECORD)); then
 		order=(off on)
 		((round % 2)) && order=(on off)
 		for target in "${order[@]}"; do
-			pid=$(rec_pid $target)
-			c0=$(cpu_ticks "$pid")
-			if ! out=$("$BIN/loadgen" -mode http -url "$(rec_url $target)" -c "$REC_CONNS" -sessions 1000 -d "${ROUND_SECS}s" -json 2>"$TMP/loadgen.err"); then
-				cat "$TMP/loadgen.err" >&2
-				exit 1
-			fi
-			((VERBOSE)) && cat "$TMP/loadgen.err" >&2
-			c1=$(cpu_ticks "$pid")
-			echo "{\"kind\":\"rec\",\"target\":\"$target\",\"round\":$round,\"cpu_ticks\":$((c1 - c0)),\"clk_tck\":$CLK_TCK,\"result\":$out}" >>"$RESULTS"
+			measure "$(rec_pid $target)" "\"kind\":\"rec\",\"target\":\"$target\",\"round\":$round" \
+				-url "$(rec_url $target)" -c "$REC_CONNS" -sessions 1000
 		done
 	done
 	sleep 0.5 # the last batches' exchange window, flush interval and sync
