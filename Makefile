@@ -52,8 +52,8 @@ test: toolchains
 
 # Gateway vs bare fasthttp proxy vs direct (GETs, and POSTs of an MCP
 # call's size), recording on vs off (gateway
-# processes) and SSE streams, in one run (scripts/bench.sh, ~3.5 minutes; the
-# HTTP part ~1m40s, recording ~30s), then recording on vs off in one Go
+# processes) and SSE streams, in one run (scripts/bench.sh, ~4 minutes; the
+# HTTP part ~2m10s, recording ~30s), then recording on vs off in one Go
 # process (~1 minute).
 # GOBENCH=1 also runs every package's Go micro-benchmarks.
 bench: build
