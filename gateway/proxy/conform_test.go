@@ -323,3 +323,61 @@ func TestSmallBodiesPipelined(t *testing.T) {
 		})
 	}
 }
+
+// A request with an empty body declared as such (Content-Length: 0, as
+// net/http and curl send for an empty POST) goes upstream on both paths,
+// pipelined with requests that carry a body. fasthttp hands such a request
+// over with an empty body stream, which the in-place path forwarded as a
+// stream: Stream refused to add the gateway's fields to it (502).
+func TestEmptyBodyDeclared(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %d %v %q", r.Method, r.ContentLength, r.TransferEncoding, b)
+	}))
+	reqs := []struct{ raw, want string }{
+		{"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", `POST 0 [] ""`},
+		{"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", `PUT 0 [] ""`},
+		{"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", `POST 2 [] "hi"`},
+		{"DELETE /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", `DELETE 0 [] ""`},
+		// Not on the short path (the gateway's own fields set, not appended).
+		{"POST /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\nContent-Length: 0\r\n\r\n", `POST 0 [] ""`},
+		{"POST /a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", `POST 0 [] ""`},
+	}
+	for path, g := range conformGateways(t, up.addr, nil) {
+		t.Run(path, func(t *testing.T) {
+			c, err := net.Dial("tcp", g.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			var all strings.Builder
+			for _, r := range reqs {
+				all.WriteString(r.raw)
+			}
+			io.WriteString(c, all.String())
+			br := bufio.NewReader(c)
+			for i, r := range reqs {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(got) != r.want {
+					t.Errorf("request %d: %d %q, want 200 %q", i, resp.StatusCode, got, r.want)
+				}
+			}
+			resp, err := newClient(t).Post("http://"+g.addr+"/a", "application/json", strings.NewReader(""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(got) != `POST 0 [] ""` {
+				t.Errorf("net/http empty POST: %d %q", resp.StatusCode, got)
+			}
+		})
+	}
+}

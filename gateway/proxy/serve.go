@@ -54,8 +54,11 @@ type exchange struct {
 	bodyErr error
 	reqBody limitedReader
 	scratch []byte
-	inBody  []byte // takeInlineBody's copy of a small request body
-	hop     []byte // the Connection values (dropSet.conn)
+	// inBody holds a small request body (takeInlineBody), kept across
+	// requests: fasthttp never writes into a body set with SetBodyRaw, and
+	// nothing reads it once the exchange is finished (recording copies it).
+	inBody []byte
+	hop    []byte // the Connection values (dropSet.conn)
 	// dropRequestFields' header block and its reader; dropResponseFields'
 	// copy of the field list.
 	block       []byte
@@ -222,13 +225,13 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		// per request. A small body (an MCP call's) is already in memory
 		// and goes with it. A plugin chain gets a copy it may rewrite
 		// freely, and a streamed body is wrapped to enforce its limit.
-		if cl > 0 {
-			if !x.takeInlineBody(ctx, req, cl) {
-				return false
-			}
-			// As for a copy: no invented Content-Type.
-			req.Header.SetNoDefaultContentType(true)
+		// An empty body (Content-Length: 0) is a stream too: none
+		// may go on (Stream cannot add the gateway's fields to one).
+		if !x.takeInlineBody(ctx, req, cl) {
+			return false
 		}
+		// As for a copy: no invented Content-Type.
+		req.Header.SetNoDefaultContentType(true)
 		return x.forward(ctx, req, cl)
 	}
 	// Released here, not deferred: with this many returns the defer
@@ -251,6 +254,10 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 // 400 and returns false if the stream does not hold the whole body.
 func (x *exchange) takeInlineBody(ctx *fasthttp.RequestCtx, req *fasthttp.Request, cl int) bool {
 	if !req.IsBodyStream() {
+		return true
+	}
+	if cl <= 0 {
+		req.SetBodyRaw(nil) // closes the (empty) stream
 		return true
 	}
 	if cap(x.inBody) < cl {
@@ -537,7 +544,7 @@ func (x *exchange) finish() {
 	if x.table != nil {
 		x.table.release()
 	}
-	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], hop: x.hop[:0], block: x.block[:0], br: x.br, fields: x.fields[:0], fieldLines: x.fieldLines[:0], reqID: x.reqID[:0], fwdValues: x.fwdValues[:0], fwd: x.fwd[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
+	*x = exchange{resp: x.resp, ids: x.ids, idNext: x.idNext, idEnd: x.idEnd, scratch: x.scratch[:0], inBody: x.inBody[:0], hop: x.hop[:0], block: x.block[:0], br: x.br, fields: x.fields[:0], fieldLines: x.fieldLines[:0], reqID: x.reqID[:0], fwdValues: x.fwdValues[:0], fwd: x.fwd[:0], headers: x.headers[:0], cs: x.cs.reuse(), chunk: x.chunk[:0], buffered: x.buffered[:0]}
 	exchangePool.Put(x)
 }
 
