@@ -381,3 +381,27 @@ func TestEmptyBodyDeclared(t *testing.T) {
 		})
 	}
 }
+
+// An HTTP/1.0 request without Host (what a health probe or an old client
+// sends) is not the upstream's failure: it never counts toward the
+// target's passive ejection, and it gets an answer.
+func TestHTTP10WithoutHost(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	for path, g := range conformGateways(t, up.addr, nil) {
+		t.Run(path, func(t *testing.T) {
+			for i := 0; i < 6; i++ { // passive_health.max_failures is 5
+				raw := rawRequest(t, g.addr, "GET / HTTP/1.0\r\n\r\n", 5*time.Second)
+				if statusOf(raw) != 400 || !strings.HasSuffix(raw, "Host is required\n") {
+					t.Errorf("HTTP/1.0 without Host, request %d: %q, want 400 Host is required", i, raw)
+				}
+			}
+			raw := rawRequest(t, g.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+			if statusOf(raw) != 200 {
+				t.Fatalf("a good request after them: %.80q", raw)
+			}
+		})
+	}
+}

@@ -52,6 +52,7 @@ const (
 	reasonTarget  = "request target must be a path, an http or https URI, or * for OPTIONS"
 	reasonConnect = "CONNECT is not supported"
 	reasonHost    = "Host must be a host name or address and an optional port"
+	reasonNoHost  = "Host is required"
 )
 
 // checkTarget says why a request whose target is not origin-form (does not

@@ -202,6 +202,14 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		x.fail(ctx, fasthttp.StatusBadRequest, reasonHost, nil)
 		return false
 	}
+	if !x.absolute && len(req.Header.Host()) == 0 {
+		// An HTTP/1.0 request may come without Host, but the upstream
+		// gets HTTP/1.1, which needs one: refused here, not sent to
+		// fail in the upstream writer (counted as the target's failure).
+		ctx.SetConnectionClose()
+		x.fail(ctx, fasthttp.StatusBadRequest, reasonNoHost, nil)
+		return false
+	}
 	x.table = p.acquireRoutes()
 	rt := x.table.match(ctx.Host(), ctx.Path())
 	if rt == nil {
