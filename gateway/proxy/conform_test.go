@@ -283,6 +283,33 @@ func TestHostAndTargetAuthority(t *testing.T) {
 	}
 }
 
+// pipelined sends reqs (raw requests) at once on one connection to addr and
+// returns each answer as its status code, a space and its body.
+func pipelined(t *testing.T, addr string, reqs []string) []string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, strings.Join(reqs, "")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	answers := make([]string, len(reqs))
+	for i := range reqs {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answers[i] = fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	return answers
+}
+
 // Small request bodies (an MCP call's), which fasthttp reads whole with the
 // header, are forwarded from memory on both paths: pipelined on one
 // keep-alive connection, each request's own body reaches the upstream,
@@ -297,27 +324,13 @@ func TestSmallBodiesPipelined(t *testing.T) {
 	bodies := []string{`{"jsonrpc":"2.0","id":1}`, strings.Repeat("m", 3000), "x", strings.Repeat("L", 8<<10)}
 	for path, g := range conformGateways(t, up.addr, nil) {
 		t.Run(path, func(t *testing.T) {
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			var all strings.Builder
+			var reqs []string
 			for i, b := range bodies {
-				fmt.Fprintf(&all, "POST /p%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", i, len(b), b)
+				reqs = append(reqs, fmt.Sprintf("POST /p%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", i, len(b), b))
 			}
-			io.WriteString(c, all.String())
-			br := bufio.NewReader(c)
-			for i, b := range bodies {
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("response %d: %v", i, err)
-				}
-				got, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if want := fmt.Sprintf("/p%d 127.0.0.1 %q", i, b); resp.StatusCode != 200 || string(got) != want {
-					t.Fatalf("request %d: %d %.80q, want 200 %.80q", i, resp.StatusCode, got, want)
+			for i, got := range pipelined(t, g.addr, reqs) {
+				if want := fmt.Sprintf("200 /p%d 127.0.0.1 %q", i, bodies[i]); got != want {
+					t.Errorf("request %d: %.80q, want %.80q", i, got, want)
 				}
 			}
 		})
@@ -346,27 +359,13 @@ func TestEmptyBodyDeclared(t *testing.T) {
 	}
 	for path, g := range conformGateways(t, up.addr, nil) {
 		t.Run(path, func(t *testing.T) {
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			var all strings.Builder
-			for _, r := range reqs {
-				all.WriteString(r.raw)
-			}
-			io.WriteString(c, all.String())
-			br := bufio.NewReader(c)
+			raws := make([]string, len(reqs))
 			for i, r := range reqs {
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("response %d: %v", i, err)
-				}
-				got, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(got) != r.want {
-					t.Errorf("request %d: %d %q, want 200 %q", i, resp.StatusCode, got, r.want)
+				raws[i] = r.raw
+			}
+			for i, got := range pipelined(t, g.addr, raws) {
+				if want := "200 " + reqs[i].want; got != want {
+					t.Errorf("request %d: %q, want %q", i, got, want)
 				}
 			}
 			resp, err := newClient(t).Post("http://"+g.addr+"/a", "application/json", strings.NewReader(""))
