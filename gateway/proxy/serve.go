@@ -195,20 +195,23 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		// RFC 9112 §3.2.2 says; forward sends it in origin-form.
 		x.absolute = uri[0] != '*'
 	}
-	if !x.absolute && bytes.IndexByte(req.Header.Host(), '@') >= 0 {
-		// fasthttp routes by the host after the userinfo, while the
-		// upstream would get the Host as sent (RFC 9110 §7.2: no userinfo).
-		ctx.SetConnectionClose()
-		x.fail(ctx, fasthttp.StatusBadRequest, reasonHost, nil)
-		return false
-	}
-	if !x.absolute && len(req.Header.Host()) == 0 {
+	if !x.absolute {
 		// An HTTP/1.0 request may come without Host, but the upstream
-		// gets HTTP/1.1, which needs one: refused here, not sent to
-		// fail in the upstream writer (counted as the target's failure).
-		ctx.SetConnectionClose()
-		x.fail(ctx, fasthttp.StatusBadRequest, reasonNoHost, nil)
-		return false
+		// gets HTTP/1.1, which needs one: refused here, not sent to fail
+		// in the upstream writer (counted as the target's failure). With
+		// userinfo, fasthttp routes by the host after it while the
+		// upstream would get the Host as sent (RFC 9110 §7.2: none).
+		reason := ""
+		if host := req.Header.Host(); len(host) == 0 {
+			reason = reasonNoHost
+		} else if bytes.IndexByte(host, '@') >= 0 {
+			reason = reasonHost
+		}
+		if reason != "" {
+			ctx.SetConnectionClose()
+			x.fail(ctx, fasthttp.StatusBadRequest, reason, nil)
+			return false
+		}
 	}
 	x.table = p.acquireRoutes()
 	rt := x.table.match(ctx.Host(), ctx.Path())
