@@ -227,20 +227,22 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 
-	if rt.chain.Len() == 0 && cl <= inlineBody && cl != -1 {
+	// A small body (an MCP call's) is already in memory: taken out of its
+	// stream wrapper, it goes with the request, copy or not. An empty body
+	// (Content-Length: 0) is a stream too: none may go on (Stream cannot
+	// add the gateway's fields to one).
+	inline := cl <= inlineBody && cl != -1
+	if inline && !x.takeInlineBody(ctx, req, cl) {
+		return false
+	}
+	if inline && rt.chain.Len() == 0 {
 		// The client's request goes upstream itself, its header edited in
 		// place: nothing after this reads the client's own forwarding or
 		// hop-by-hop fields, and fasthttp took the connection's keep-alive
 		// decision from the header before calling the handler. This saves
 		// a copy of the whole header block, a pooled request and its reset
-		// per request. A small body (an MCP call's) is already in memory
-		// and goes with it. A plugin chain gets a copy it may rewrite
-		// freely, and a streamed body is wrapped to enforce its limit.
-		// An empty body (Content-Length: 0) is a stream too: none
-		// may go on (Stream cannot add the gateway's fields to one).
-		if !x.takeInlineBody(ctx, req, cl) {
-			return false
-		}
+		// per request. A plugin chain gets a copy it may rewrite freely,
+		// and a streamed body is wrapped to enforce its limit.
 		// As for a copy: no invented Content-Type.
 		req.Header.SetNoDefaultContentType(true)
 		return x.forward(ctx, req, cl)
@@ -262,7 +264,7 @@ func (x *exchange) serve(ctx *fasthttp.RequestCtx) bool {
 // pre-read), but with StreamRequestBody hands it over as a stream: read
 // from the stream here (memory only) into x.inBody. Request.Body would do
 // the same, and log a warning, a formatted string, every time. It answers
-// 400 and returns false if the stream does not hold the whole body.
+// (bodyStatus) and returns false if the stream does not hold the whole body.
 func (x *exchange) takeInlineBody(ctx *fasthttp.RequestCtx, req *fasthttp.Request, cl int) bool {
 	if !req.IsBodyStream() {
 		return true
@@ -277,7 +279,8 @@ func (x *exchange) takeInlineBody(ctx *fasthttp.RequestCtx, req *fasthttp.Reques
 	b := x.inBody[:cl]
 	if _, err := io.ReadFull(req.BodyStream(), b); err != nil {
 		ctx.SetConnectionClose()
-		x.fail(ctx, fasthttp.StatusBadRequest, "malformed request body", err)
+		code, reason := bodyStatus(err)
+		x.fail(ctx, code, reason, err)
 		return false
 	}
 	x.inBody = b
@@ -321,10 +324,7 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		// An inline body (or none) is already in req.
 	case cl == 0 || cl == -2:
 	case cl > 0 && cl <= inlineBody:
-		if !x.takeInlineBody(ctx, req, cl) {
-			return false
-		}
-		out.SetBodyRaw(req.Body())
+		out.SetBodyRaw(req.Body()) // in memory: takeInlineBody
 	default:
 		x.reqBody = limitedReader{r: ctx.RequestBodyStream(), max: p.maxBody}
 		if p.bodyDeadline(&req.Header) {
