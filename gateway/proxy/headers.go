@@ -298,6 +298,17 @@ func appendClientIP(dst []byte, addr net.Addr) []byte {
 	return append(dst, host...)
 }
 
+// hopDrops is the dropSet of the hop-by-hop fields of h, a header in which
+// scanRequest or scanResponse saw seen: the fixed ones and those its
+// Connection lines name (their values, kept in x.hop).
+func (x *exchange) hopDrops(h header, seen int) dropSet {
+	if seen&seenHop == 0 {
+		return dropSet{}
+	}
+	x.hop, _ = appendPrior(x.hop[:0], h, fasthttp.HeaderConnection)
+	return dropSet{mask: seenHop, conn: x.hop}
+}
+
 // prepareRequest rewrites out (the client's request header, or a copy) into
 // what the upstream receives; x.reqSeen is what scanRequest found in it.
 // It removes the hop-by-hop fields, the client's X-Forwarded-Proto/-Host
@@ -324,11 +335,7 @@ func (x *exchange) prepareRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Reques
 	viaPrior := len(b) - via
 	b = append(b, viaValue...)
 
-	var d dropSet
-	if seen&seenHop != 0 {
-		x.hop, _ = appendPrior(x.hop[:0], out, fasthttp.HeaderConnection)
-		d = dropSet{mask: seenHop, conn: x.hop}
-	}
+	d := x.hopDrops(out, seen)
 	// The gateway states these itself: every client line of them goes (a
 	// Set replaces one line only; the lines path adds its own).
 	d.mask |= seen & seenFwdHost
@@ -436,11 +443,7 @@ func (x *exchange) prepareResponse(h *fasthttp.ResponseHeader) {
 	}
 	viaPrior := len(b)
 	b = append(b, viaValue...)
-	var d dropSet
-	if seen&seenHop != 0 {
-		x.hop, _ = appendPrior(x.hop[:0], h, fasthttp.HeaderConnection)
-		d = dropSet{mask: seenHop, conn: x.hop}
-	}
+	d := x.hopDrops(h, seen)
 	vb := b
 	if nVia > 0 && d.listed(hdrVia) {
 		vb = vb[viaPrior:]
