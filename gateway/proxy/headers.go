@@ -194,24 +194,19 @@ func classify(key []byte) int {
 // into cookies, which Write then serializes again: a cost per request with
 // cookies, and a rewrite of a field the gateway should forward as it came.
 func scanRequest(h *fasthttp.RequestHeader) (seen, fields int) {
-	raw := h.RawHeaders()
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-			if i == 0 || line[i-1] != '\r' {
-				seen |= seenBareLF
-			}
-		} else {
-			raw = nil
+	for raw := h.RawHeaders(); len(raw) > 0; {
+		var line []byte
+		line, raw = nextLine(raw)
+		if n := len(line); line[n-1] == '\n' && (n == 1 || line[n-2] != '\r') {
+			seen |= seenBareLF
 		}
-		i := bytes.IndexByte(line, ':')
-		if i <= 0 || line[0] == ' ' || line[0] == '\t' {
+		name := fieldName(line)
+		if name == nil {
 			continue // not a field line, or a continuation (obs-fold) of one
 		}
 		fields++
-		c := classify(bytes.TrimRight(line[:i], " \t"))
-		if c&seenTE != 0 && !equalFoldASCII(bytes.TrimSpace(line[i+1:]), "chunked") {
+		c := classify(name)
+		if c&seenTE != 0 && !equalFoldASCII(bytes.TrimSpace(line[bytes.IndexByte(line, ':')+1:]), "chunked") {
 			c |= seenBadTE
 		}
 		seen |= c
