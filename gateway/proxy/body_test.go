@@ -142,12 +142,7 @@ func TestHTTP10Upstream(t *testing.T) {
 		}
 	})
 	g := startGateway(t, testConfig(t, []string{addr}, nil), nil, nil)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialGateway(t, g.addr, 5*time.Second)
 	br := bufio.NewReader(c)
 	for _, tc := range []struct{ path, body string }{
 		{"/close", "until close"},

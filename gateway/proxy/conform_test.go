@@ -80,12 +80,7 @@ func TestHTTP10ForwardedAsHTTP11(t *testing.T) {
 			g := conformGateways(t, up.addr, nil)[path]
 
 			// No keep-alive: answered, then closed.
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialGateway(t, g.addr, 10*time.Second)
 			br := bufio.NewReader(c)
 			get(t, c, br, "GET /one?q=1 HTTP/1.0\r\nHost: x\r\n\r\n")
 			if n, err := br.ReadByte(); err != io.EOF {
@@ -93,12 +88,7 @@ func TestHTTP10ForwardedAsHTTP11(t *testing.T) {
 			}
 
 			// Keep-alive: two answers on one connection, which stays open.
-			c2, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c2.Close()
-			_ = c2.SetDeadline(time.Now().Add(10 * time.Second))
+			c2 := dialGateway(t, g.addr, 10*time.Second)
 			br2 := bufio.NewReader(c2)
 			for _, p := range []string{"/two", "/three"} {
 				resp := get(t, c2, br2, "GET "+p+" HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
@@ -287,12 +277,7 @@ func TestHostAndTargetAuthority(t *testing.T) {
 // returns each answer as its status code, a space and its body.
 func pipelined(t *testing.T, addr string, reqs []string) []string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialGateway(t, addr, 10*time.Second)
 	if _, err := io.WriteString(c, strings.Join(reqs, "")); err != nil {
 		t.Fatal(err)
 	}

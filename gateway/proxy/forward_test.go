@@ -49,12 +49,7 @@ func TestForwardSessionRoutes(t *testing.T) {
 			defer table.Close()
 			g := startGateway(t, cfg, tableSessions{table}, sink)
 
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialGateway(t, g.addr, 10*time.Second)
 			br := bufio.NewReader(c)
 			for _, raw := range []string{
 				"GET /q/a//b/./c/../d?session=s1&x=%2f&y HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -119,12 +114,7 @@ func TestForwardRepeatedFields(t *testing.T) {
 	}))
 	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
 
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialGateway(t, g.addr, 10*time.Second)
 	br := bufio.NewReader(c)
 	const fields = "Host: x\r\nConnection: X-A\r\nConnection: X-B\r\nX-A: a\r\nX-B: b\r\n" +
 		"X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nVia: 1.0 a\r\nVia: 1.0 b\r\n"
@@ -306,12 +296,7 @@ func TestForwardNoInventedContentType(t *testing.T) {
 	table := session.NewTable(cfg.Sessions, cfg.SSE, mem, testLogger(), prometheus.NewRegistry())
 	defer table.Close()
 	g := startGateway(t, cfg, tableSessions{table}, mem)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialGateway(t, g.addr, 10*time.Second)
 	br := bufio.NewReader(c)
 	for _, raw := range []string{
 		"POST /inline HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",

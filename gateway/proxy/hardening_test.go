@@ -187,12 +187,7 @@ func TestClientReadLimits(t *testing.T) {
 
 			// dial opens a connection and serves one whole request on it.
 			dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
-				c, err := net.Dial("tcp", g.addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				c := dialGateway(t, g.addr, 10*time.Second)
 				br := bufio.NewReader(c)
 				get(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 				return c, br
@@ -298,12 +293,7 @@ func TestSlowBodyNotHeaderTimeout(t *testing.T) {
 		{"100-continue", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialGateway(t, g.addr, 10*time.Second)
 			io.WriteString(c, tc.head)
 			// The body comes well after the header limit (plus its sweep
 			// slack) but long before the body deadline.
@@ -376,12 +366,7 @@ func TestBodyIdleIsSilence(t *testing.T) {
 					}
 				}
 				dial := func() net.Conn {
-					c, err := net.Dial("tcp", g.addr)
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { c.Close() })
-					_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+					c := dialGateway(t, g.addr, 20*time.Second)
 					return c
 				}
 
@@ -454,12 +439,7 @@ func TestBodyIdleUpstreamStall(t *testing.T) {
 		// does in some requests, depending on where the pause falls).
 		c.Limits.MaxHeaderBytes = 1 << 10
 	}), nil, nil)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	c := dialGateway(t, g.addr, 20*time.Second)
 	go func() {
 		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
 		_, _ = c.Write(make([]byte, size))

@@ -162,6 +162,19 @@ func newClient(t testing.TB) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 
+// dialGateway opens a raw connection to addr (a test gateway), closed when
+// the test ends, that fails any read or write after timeout.
+func dialGateway(t testing.TB, addr string, timeout time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	return c
+}
+
 // rawRequest sends raw bytes on a fresh connection and returns what comes
 // back until the server closes or timeout passes.
 func rawRequest(t testing.TB, addr, raw string, timeout time.Duration) string {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -272,12 +271,7 @@ func TestHeaderRewriteEachField(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// No "Connection: close": a Connection field would send every
 			// request down the stripping path.
-			c, err := net.Dial("tcp", g.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dialGateway(t, g.addr, 5*time.Second)
 			if _, err := io.WriteString(c, "GET /h HTTP/1.1\r\nHost: x\r\n"+tt.reqFields+"X-Send: "+tt.send+"\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
@@ -380,12 +374,7 @@ func TestForwardClientRequest(t *testing.T) {
 	}))
 	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
 
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialGateway(t, g.addr, 10*time.Second)
 	br := bufio.NewReader(c)
 	// HTTP/1.0 with keep-alive: the connection must stay open although
 	// the Connection field is stripped before the upstream sees it.
