@@ -30,9 +30,8 @@ var free = struct {
 	limit  int
 }{limit: DefaultPoolLimit}
 
-// Pool statistics, read by ReadPoolStats without the lock.
+// Pool statistics, counted outside the lock.
 var (
-	freeEvents      atomic.Int64
 	allocatedEvents atomic.Uint64
 	discardedEvents atomic.Uint64
 )
@@ -53,7 +52,6 @@ func SetPoolLimit(n int) {
 		clear(free.events[n:])
 		free.events = free.events[:n]
 		discardedEvents.Add(uint64(k))
-		freeEvents.Store(int64(n))
 	}
 	if cap(free.events) > 2*n {
 		free.events = append([]*Event(nil), free.events...)
@@ -79,11 +77,13 @@ type PoolStats struct {
 	Discarded uint64
 }
 
-// ReadPoolStats returns the pool's statistics (for metrics). It takes no
-// lock; the three figures are read one after the other.
+// ReadPoolStats returns the pool's statistics (for metrics).
 func ReadPoolStats() PoolStats {
+	free.mu.Lock()
+	n := len(free.events)
+	free.mu.Unlock()
 	return PoolStats{
-		Free:      int(freeEvents.Load()),
+		Free:      n,
 		Allocated: allocatedEvents.Load(),
 		Discarded: discardedEvents.Load(),
 	}
@@ -96,7 +96,6 @@ func getEvent() *Event {
 		e := free.events[n]
 		free.events[n] = nil
 		free.events = free.events[:n]
-		freeEvents.Store(int64(n))
 		free.mu.Unlock()
 		return e
 	}
@@ -118,7 +117,6 @@ func putEvent(e *Event) bool {
 		return false
 	}
 	free.events = append(free.events, e)
-	freeEvents.Store(int64(len(free.events)))
 	free.mu.Unlock()
 	return true
 }
