@@ -453,7 +453,6 @@ func (sc *writeScratch) setSorted(b *pebble.Batch) error {
 // touch is one session's change within a batch: the activity touches of
 // all its events coalesce into one metadata write.
 type touch struct {
-	id    string
 	st    *sessionState
 	next  sessionMeta
 	n     int  // events of this session in the batch
@@ -524,7 +523,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 				return 0, err
 			}
 			i = len(sc.touches)
-			sc.touches = append(sc.touches, touch{id: st.id, st: st, next: st.meta, write: !st.stored || flushAll ||
+			sc.touches = append(sc.touches, touch{st: st, next: st.meta, write: !st.stored || flushAll ||
 				(st.dirty && now-st.dirtySince >= int64(metaInterval))})
 			sc.touched[e.Session] = i
 		}
@@ -596,7 +595,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			continue
 		}
 		sc.touched[d.id] = len(sc.touches)
-		sc.touches = append(sc.touches, touch{id: d.id, st: st, next: st.meta, write: true})
+		sc.touches = append(sc.touches, touch{st: st, next: st.meta, write: true})
 	}
 	for i := range sc.touches {
 		t := &sc.touches[i]
@@ -605,10 +604,10 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			continue
 		}
 		sc.val = appendMeta(sc.val[:0], &t.next)
-		sc.put(metaKey(sc.key[:0], t.id), sc.val)
+		sc.put(metaKey(sc.key[:0], t.st.id), sc.val)
 		keys++
 		if !t.st.stored {
-			sc.put(startKey(sc.key[:0], t.next.Start, t.id), nil)
+			sc.put(startKey(sc.key[:0], t.next.Start, t.st.id), nil)
 			keys++
 		}
 	}
@@ -632,7 +631,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 			t.st.dirty = false
 		case !t.st.dirty:
 			t.st.dirty, t.st.dirtySince = true, now
-			s.dirtyQ = append(s.dirtyQ, dirtyEntry{t.id, now})
+			s.dirtyQ = append(s.dirtyQ, dirtyEntry{t.st.id, now})
 		}
 	}
 	for _, e := range evs {
@@ -640,7 +639,7 @@ func (s *Store) commitEvents(evs []*event.Event, c BatchCommitter, wo *pebble.Wr
 	}
 	for i := range sc.touches {
 		if t := &sc.touches[i]; t.st.meta.Ended && t.st.pending == 0 && !t.st.dirty {
-			delete(s.sessions, t.id)
+			delete(s.sessions, t.st.id)
 		}
 	}
 	s.evictLocked()
