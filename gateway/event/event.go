@@ -164,16 +164,26 @@ func (e *Event) Release() {
 	if e == nil || e.state != owned {
 		return
 	}
-	if cap(e.own) > maxPooledBytes || cap(e.Headers) > maxPooledHeaders {
-		e.state = literal
+	if !e.reset() {
 		discardedEvents.Add(1)
 		return
 	}
-	clear(e.Headers)
-	*e = Event{Headers: e.Headers[:0], own: e.own[:0], state: pooled}
 	if !putEvent(e) {
 		e.state = literal // left to the collector
 	}
+}
+
+// reset empties an owned e for reuse, keeping its storage, and marks it
+// pooled. If the storage grew past the reuse bounds it leaves e as it is,
+// no longer owned, and returns false.
+func (e *Event) reset() bool {
+	if cap(e.own) > maxPooledBytes || cap(e.Headers) > maxPooledHeaders {
+		e.state = literal
+		return false
+	}
+	clear(e.Headers)
+	*e = Event{Headers: e.Headers[:0], own: e.own[:0], state: pooled}
+	return true
 }
 
 // Keep returns a copy of b held by e: valid as long as e is (for an event

@@ -101,8 +101,13 @@ func getEvent() *Event {
 	}
 	free.mu.Unlock()
 	allocatedEvents.Add(1)
-	// One allocation with room for a typical event's headers and bytes:
-	// growing a new event's storage append by append cost a dozen.
+	return newPooledEvent()
+}
+
+// newPooledEvent allocates an event with its initial storage: one
+// allocation with room for a typical event's headers and bytes (growing
+// a new event's storage append by append cost a dozen).
+func newPooledEvent() *Event {
 	p := new(pooledEvent)
 	p.Headers, p.own = p.headers[:0], p.bytes[:0]
 	return &p.Event

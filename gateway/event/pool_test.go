@@ -189,11 +189,7 @@ func TestPoolConcurrent(t *testing.T) {
 }
 
 // The sync.Pool the free list replaced, kept as the benchmarks' baseline.
-var syncPool = sync.Pool{New: func() any {
-	p := new(pooledEvent)
-	p.Headers, p.own = p.headers[:0], p.bytes[:0]
-	return &p.Event
-}}
+var syncPool = sync.Pool{New: func() any { return newPooledEvent() }}
 
 func syncPoolNew() *Event {
 	e := syncPool.Get().(*Event)
@@ -202,16 +198,9 @@ func syncPoolNew() *Event {
 }
 
 func syncPoolRelease(e *Event) {
-	if e == nil || e.state != owned {
-		return
+	if e != nil && e.state == owned && e.reset() {
+		syncPool.Put(e)
 	}
-	if cap(e.own) > maxPooledBytes || cap(e.Headers) > maxPooledHeaders {
-		e.state = literal
-		return
-	}
-	clear(e.Headers)
-	*e = Event{Headers: e.Headers[:0], own: e.own[:0], state: pooled}
-	syncPool.Put(e)
 }
 
 var poolImpls = []struct {
