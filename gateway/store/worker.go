@@ -298,9 +298,7 @@ func NewWorker(s *Store, opts WorkerOptions) (*Worker, error) {
 // duplicate or out of attempts: after its OnCommit call for a written one.
 func (w *Worker) Record(e *event.Event) bool {
 	if e == nil || e.Session == "" || len(e.Session) > MaxSessionIDLen {
-		w.m.shed.WithLabelValues("invalid").Inc()
-		e.Release()
-		return false
+		return w.shed(e, "invalid")
 	}
 	e.Seq = 0
 	if e.Time.IsZero() {
@@ -309,9 +307,7 @@ func (w *Worker) Record(e *event.Event) bool {
 	w.closeMu.RLock()
 	defer w.closeMu.RUnlock()
 	if w.closed {
-		w.m.shed.WithLabelValues("closed").Inc()
-		e.Release()
-		return false
+		return w.shed(e, "closed")
 	}
 	select {
 	case w.queue <- e:
@@ -327,10 +323,16 @@ func (w *Worker) Record(e *event.Event) bool {
 		w.signalFull()
 		return true
 	case <-t.C:
-		w.m.shed.WithLabelValues("full").Inc()
-		e.Release()
-		return false
+		return w.shed(e, "full")
 	}
+}
+
+// shed counts e as shed for reason and releases it; it returns false,
+// Record's answer.
+func (w *Worker) shed(e *event.Event, reason string) bool {
+	w.m.shed.WithLabelValues(reason).Inc()
+	e.Release()
+	return false
 }
 
 var _ event.Sink = (*Worker)(nil)
