@@ -119,8 +119,8 @@ log: {level: error}
 				continue
 			}
 			n := max(min(turn, b.N-done), 1)
-			cpu0, allocs0 := cputime.Total(), heapAllocs()
-			_, sys0 := cputime.Process()
+			usr0, sys0 := cputime.Process()
+			allocs0 := heapAllocs()
 			start := time.Now()
 			if _, err := driveSessions(clients[i], n); err != nil {
 				b.Fatal(err)
@@ -130,10 +130,10 @@ log: {level: error}
 			// account.
 			runtime.GC()
 			elapsed := time.Since(start)
-			cpu[i] += cputime.Total() - cpu0
-			allocs[i] += heapAllocs() - allocs0
-			_, sys1 := cputime.Process()
+			usr1, sys1 := cputime.Process()
+			cpu[i] += usr1 + sys1 - usr0 - sys0
 			sys[i] += sys1 - sys0
+			allocs[i] += heapAllocs() - allocs0
 			total[i] += elapsed
 			count[i] += n
 		}
