@@ -12,8 +12,9 @@
 // second and checks that each stream's numeric ids arrive in order without
 // gaps. -sessions N gives every http request one of N session ids, in turn,
 // in the -session-header field (Mcp-Session-Id), so that a gateway that
-// records sessions sees N of them interleaved, as in front of an MCP server. One human-readable line goes to stderr; -json also writes the result
-// as JSON to stdout.
+// records sessions sees N of them interleaved, as in front of an MCP
+// server. One human-readable line goes to stderr; -json also writes the
+// result as JSON to stdout.
 package main
 
 import (

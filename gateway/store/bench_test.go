@@ -229,9 +229,9 @@ func BenchmarkCommitBatch(b *testing.B) {
 // bounds the on/off ratio that any recorder built on this contract can
 // reach on this machine: off / (off + floor).
 func BenchmarkPebbleFloor(b *testing.B) {
-	for _, sync := range []bool{false, true} {
+	for _, grouped := range []bool{false, true} {
 		name := "sync=none"
-		if sync {
+		if grouped {
 			name = "sync=grouped"
 		}
 		b.Run(name, func(b *testing.B) {
@@ -274,7 +274,7 @@ func BenchmarkPebbleFloor(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				if !sync {
+				if !grouped {
 					if err := batch.Commit(pebble.NoSync); err != nil {
 						b.Fatal(err)
 					}
