@@ -476,3 +476,23 @@ func serveStalled(c net.Conn, stall time.Duration) {
 	body := fmt.Sprint(n)
 	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }
+
+// TestBodyIdleZeroFallsBack: with limits.idle_timeout 0 a streamed request
+// body's silences are bounded by limits.read_header_timeout, as the idle
+// wait between requests is: a body that stops after fasthttp's pre-read
+// gets 408, it is not held open for ever.
+func TestBodyIdleZeroFallsBack(t *testing.T) {
+	verifyNone(t)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	g := startGateway(t, testConfig(t, []string{up.addr}, func(c *config.Config) {
+		c.Limits.ReadHeaderTimeout = config.Duration(200 * time.Millisecond)
+		c.Limits.IdleTimeout = 0
+	}), nil, nil)
+	start := time.Now()
+	resp := rawRequest(t, g.addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 102400\r\n\r\n"+strings.Repeat("a", 9000), 5*time.Second)
+	if d := time.Since(start); statusOf(resp) != 408 || d > 3*time.Second {
+		t.Fatalf("body stopped after 9000 of 102400 bytes: %q after %v, want a 408 after about 200ms", resp, d)
+	}
+}

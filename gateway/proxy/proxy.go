@@ -17,6 +17,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -71,7 +72,10 @@ type Proxy struct {
 	writeDeadlines *writeDeadlines
 	reads          *readLimits // nil: no header or idle limit
 	clientIPs      *clientIPs
-	bodyTimeout    time.Duration
+	// bodyTimeout is limits.idle_timeout, or read_header_timeout when that
+	// is 0, as for the idle wait (newReadLimits) and with fasthttp's own
+	// deadlines before: a request body is never left without a limit.
+	bodyTimeout time.Duration
 
 	parsers   sync.Pool      // *pooledParser
 	streams   sync.WaitGroup // open SSE relays
@@ -132,7 +136,7 @@ func New(opts Options) (*Proxy, error) {
 		writeDeadlines: newWriteDeadlines(),
 		reads:          newReadLimits(cfg.Limits.ReadHeaderTimeout.D(), cfg.Limits.IdleTimeout.D()),
 		clientIPs:      new(clientIPs),
-		bodyTimeout:    cfg.Limits.IdleTimeout.D(),
+		bodyTimeout:    cmp.Or(cfg.Limits.IdleTimeout.D(), cfg.Limits.ReadHeaderTimeout.D()),
 		closing:        make(chan struct{}),
 		relays:         make(map[*relayState]struct{}),
 		maxConns:       int64(cfg.Limits.MaxConns),
