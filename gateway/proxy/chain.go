@@ -159,9 +159,6 @@ func (x *exchange) requestChain(ctx *fasthttp.RequestCtx, out *fasthttp.Request)
 		body, err = io.ReadAll(&x.reqBody)
 		if err != nil {
 			code, reason := bodyStatus(err)
-			if x.reqBody.exceeded {
-				code, reason = fasthttp.StatusRequestEntityTooLarge, "request body too large"
-			}
 			ctx.SetConnectionClose()
 			x.fail(ctx, code, reason, err)
 			return true

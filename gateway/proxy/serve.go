@@ -109,10 +109,9 @@ var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 // waiting. It is moved only when less than idle is left, so a steady body
 // costs a clock read per read and a deadline change per quarter of idle.
 type limitedReader struct {
-	r        io.Reader
-	n, max   int64
-	exceeded bool
-	err      error
+	r      io.Reader
+	n, max int64
+	err    error
 
 	conn  net.Conn
 	idle  time.Duration
@@ -140,7 +139,6 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 	n, err := l.r.Read(b)
 	l.n += int64(n)
 	if l.n > l.max {
-		l.exceeded = true
 		l.err = errBodyTooLarge
 		return 0, &upstream.RequestBodyError{Err: errBodyTooLarge}
 	}
@@ -392,11 +390,6 @@ func (x *exchange) forward(ctx *fasthttp.RequestCtx, out *fasthttp.Request, cl i
 		// Whatever part of an upstream header was read is not the answer,
 		// and its Connection: close is not the client's.
 		ctx.Response.Header.ResetConnectionClose()
-		if x.reqBody.exceeded {
-			ctx.SetConnectionClose()
-			x.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large", err)
-			return false
-		}
 		if x.reqBody.err != nil {
 			ctx.SetConnectionClose()
 			code, reason := bodyStatus(x.reqBody.err)
@@ -580,9 +573,12 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, code int, reason string, err e
 	writeError(ctx, code, reason, x.reqID)
 }
 
-// bodyStatus is the answer to a request whose body broke off with err (not
-// over the size limit).
+// bodyStatus is the answer to a request whose body broke off with err or
+// went over the size limit.
 func bodyStatus(err error) (int, string) {
+	if errors.Is(err, errBodyTooLarge) {
+		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return fasthttp.StatusRequestTimeout, "request body not received in time"
