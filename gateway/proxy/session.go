@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -165,15 +164,14 @@ func (r redactor) add(e *event.Event, name, value []byte) {
 // captureRequest records the fields of h as the upstream gets them. It
 // reads them from the header block fasthttp writes (AppendBytes), not with
 // RequestHeader.All: All parses the Cookie field into cookies, which Write
-// then sends re-serialized, and its iterator costs a few allocations per
-// call.
+// then sends re-serialized.
 func (r redactor) captureRequest(e *event.Event, h *fasthttp.RequestHeader) {
-	sc := captureScratchPool.Get().(*captureScratch)
-	defer sc.release()
-	sc.buf = h.AppendBytes(sc.buf[:0])
+	b := outBufPool.Get().(*[]byte)
+	defer putOut(b)
+	*b = h.AppendBytes((*b)[:0])
 	// Lines end in CRLF (AppendBytes writes them; values hold no CR or
 	// LF): find the LF, drop the CR.
-	block := sc.buf
+	block := *b
 	if i := bytes.IndexByte(block, '\n'); i >= 0 {
 		block = block[i+1:] // the request line
 	}
@@ -201,18 +199,6 @@ func (r redactor) captureResponse(e *event.Event, h *fasthttp.ResponseHeader) {
 	for k, v := range h.All() {
 		r.add(e, k, v)
 	}
-}
-
-// captureScratch holds the request header block captureRequest reads.
-type captureScratch struct{ buf []byte }
-
-var captureScratchPool = sync.Pool{New: func() any { return new(captureScratch) }}
-
-func (sc *captureScratch) release() {
-	if cap(sc.buf) > 64<<10 {
-		return // an outsized header block: let it go
-	}
-	captureScratchPool.Put(sc)
 }
 
 // methodString returns m as a string, without allocating for the common
