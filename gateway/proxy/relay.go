@@ -282,7 +282,7 @@ func (rs *relayState) Read(b []byte) (int, error) {
 	}
 	n, err := rs.x.body.Read(b)
 	if err == io.EOF {
-		rs.x.upEOF = rs.rb == nil || !rs.rb.extra
+		rs.x.upEOF = true
 	}
 	return n, err
 }
@@ -307,9 +307,6 @@ func (rs *relayState) copyRaw() {
 			}
 		}
 		if err != nil {
-			if rs.rb != nil && rs.rb.extra {
-				x.upEOF = false // bytes followed the body (see Read)
-			}
 			return
 		}
 	}
@@ -483,8 +480,10 @@ func (rs *relayState) finish() {
 	rs.wmu.Unlock()
 	rs.finalChain()
 	p.unregister(rs)
-	if rs.interrupted.Load() {
-		x.upEOF = false // the connection was closed under the reader
+	if rs.interrupted.Load() || rs.rb != nil && rs.rb.extra {
+		// The connection was closed under the reader, or bytes followed
+		// the body: it is not reused.
+		x.upEOF = false
 	}
 	if rs.out != nil {
 		putOut(rs.out)
