@@ -203,14 +203,21 @@ func TestHTTP10ClientNotChunked(t *testing.T) {
 }
 
 // startRawUpstream serves each connection accepted on a loopback port with
-// handle, on its own goroutine, and closes it when handle returns; it
-// returns the address and a count of the connections accepted.
+// handle (serveRaw); it returns the address and a count of the connections
+// accepted.
 func startRawUpstream(t *testing.T, handle func(c net.Conn)) (string, *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln.Addr().String(), serveRaw(t, ln, handle)
+}
+
+// serveRaw serves each connection accepted on ln with handle, on its own
+// goroutine, and closes it when handle returns; it closes ln when the test
+// ends and returns a count of the connections accepted.
+func serveRaw(t *testing.T, ln net.Listener, handle func(c net.Conn)) *atomic.Int32 {
 	var wg sync.WaitGroup
 	accepted := new(atomic.Int32)
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
@@ -231,5 +238,5 @@ func startRawUpstream(t *testing.T, handle func(c net.Conn)) (string, *atomic.In
 			}()
 		}
 	}()
-	return ln.Addr().String(), accepted
+	return accepted
 }

@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -419,17 +417,7 @@ func TestBodyIdleUpstreamStall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { defer c.Close(); serveStalled(c, 3*idle) })
-		}
-	})
+	serveRaw(t, ln, func(c net.Conn) { serveStalled(c, 3*idle) })
 	g := startGateway(t, testConfig(t, []string{ln.Addr().String()}, func(c *config.Config) {
 		c.Limits.IdleTimeout = config.Duration(idle)
 		c.Limits.MaxBodyBytes = 64 << 20
@@ -457,22 +445,12 @@ func TestBodyIdleUpstreamStall(t *testing.T) {
 // serveStalled answers one request on c: busy for stall after its header,
 // then reads the body and answers with its length.
 func serveStalled(c net.Conn, stall time.Duration) {
-	br := bufio.NewReader(c)
-	cl := 0
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Content-Length") {
-			cl, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		return
 	}
 	time.Sleep(stall)
-	n, _ := io.CopyN(io.Discard, br, int64(cl))
+	n, _ := io.Copy(io.Discard, req.Body)
 	body := fmt.Sprint(n)
 	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }
