@@ -302,6 +302,8 @@ func TestForwardNoInventedContentType(t *testing.T) {
 		"POST /inline HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
 		"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 		"POST /streamed HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n" + strings.Repeat("s", 9000),
+		"POST /nobody HTTP/1.1\r\nHost: x\r\n\r\n",
+		"PUT /chunked-put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
 		"POST /recorded HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: ct-1\r\nContent-Length: 3\r\n\r\nabc",
 		"POST /typed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
 	} {
@@ -314,6 +316,8 @@ func TestForwardNoInventedContentType(t *testing.T) {
 		`/inline 3 ct=[]`,
 		`/chunked 3 ct=[]`,
 		`/streamed 9000 ct=[]`,
+		`/nobody 0 ct=[]`,
+		`/chunked-put 2 ct=[]`,
 		`/recorded 3 ct=[]`,
 		`/typed 2 ct=["application/json"]`,
 	}, "\n")

@@ -446,33 +446,3 @@ func TestForwardedProtoHostNotSpoofed(t *testing.T) {
 		})
 	}
 }
-
-// TestRequestContentTypeAsSent: a request body without a Content-Type
-// reaches the upstream without one (fasthttp's default
-// application/octet-stream is not the client's), whatever the body's size
-// or framing; a client's own Content-Type is kept.
-func TestRequestContentTypeAsSent(t *testing.T) {
-	verifyNone(t)
-	got := make(chan []string, 8)
-	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		got <- r.Header.Values("Content-Type")
-		io.WriteString(w, "ok")
-	}))
-	g := startGateway(t, testConfig(t, []string{up.addr}, nil), nil, nil)
-	big := strings.Repeat("b", 20<<10)
-	for _, tc := range []struct{ name, raw, want string }{
-		{"small body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", ""},
-		{"large body", fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(big), big), ""},
-		{"chunked body", "PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n", ""},
-		{"no body", "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", ""},
-		{"typed", "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", "application/json"},
-	} {
-		if resp := rawRequest(t, g.addr, tc.raw, 5*time.Second); statusOf(resp) != 200 {
-			t.Fatalf("%s: %q", tc.name, resp)
-		}
-		if ct := <-got; strings.Join(ct, ",") != tc.want {
-			t.Errorf("%s: upstream saw Content-Type %q, want %q", tc.name, ct, tc.want)
-		}
-	}
-}
