@@ -94,7 +94,10 @@ type readLimits struct {
 	running  atomic.Bool  // a sweep goroutine is on
 }
 
-const watchSlots = 4096 // a power of two
+const (
+	watchSlotBits = 12
+	watchSlots    = 1 << watchSlotBits
+)
 
 // Phases of a watched connection (connWatch.state's top bits).
 const (
@@ -125,8 +128,8 @@ func newReadLimits(header, idle time.Duration) *readLimits {
 	if idle <= 0 {
 		idle = header
 	}
-	if header <= 0 && idle <= 0 {
-		return nil
+	if idle <= 0 {
+		return nil // and so header <= 0
 	}
 	every := idle
 	if header > 0 && header < every {
@@ -136,7 +139,7 @@ func newReadLimits(header, idle time.Duration) *readLimits {
 	return &readLimits{header: header, idle: idle, every: every, epoch: time.Now()}
 }
 
-func (l *readLimits) stamp(phase, since int64) uint64 {
+func stamp(phase, since int64) uint64 {
 	return uint64(phase)<<phaseShift | uint64(since)&sinceMask
 }
 
@@ -145,7 +148,7 @@ func (l *readLimits) opened(c net.Conn) {
 	now := time.Since(l.epoch).Milliseconds() // once per connection
 	w := &connWatch{conn: c, fresh: true}
 	w.tcp, _ = c.(*net.TCPConn)
-	w.state.Store(l.stamp(phaseHeader, now))
+	w.state.Store(stamp(phaseHeader, now))
 	if slot, _ := l.slot(c); slot == nil || !slot.CompareAndSwap(nil, w) {
 		l.overflow.Store(c, w)
 		l.nOver.Add(1)
@@ -183,8 +186,6 @@ func (l *readLimits) slot(c net.Conn) (*atomic.Pointer[connWatch], *net.TCPConn)
 	return &l.slots[h>>(64-watchSlotBits)], tc
 }
 
-const watchSlotBits = 12 // log2(watchSlots)
-
 func (l *readLimits) watch(c net.Conn) *connWatch {
 	if slot, tc := l.slot(c); slot != nil {
 		if w := slot.Load(); w != nil && w.tcp == tc {
@@ -207,7 +208,7 @@ func (l *readLimits) active(c net.Conn) {
 			w.fresh = false // the first header counts from the start
 			return
 		}
-		w.state.Store(l.stamp(phaseHeader, l.now.Load()))
+		w.state.Store(stamp(phaseHeader, l.now.Load()))
 	}
 }
 
@@ -217,7 +218,7 @@ func (l *readLimits) handled(c net.Conn, bodyDeadline bool) {
 	if w := l.watch(c); w != nil {
 		w.fresh = false
 		w.bodyDeadline = w.bodyDeadline || bodyDeadline
-		w.state.Store(l.stamp(phaseHandled, 0))
+		w.state.Store(stamp(phaseHandled, 0))
 	}
 }
 
@@ -226,7 +227,7 @@ func (l *readLimits) handled(c net.Conn, bodyDeadline bool) {
 func (l *readLimits) idled(c net.Conn) {
 	if w := l.watch(c); w != nil {
 		w.fresh = false
-		w.state.Store(l.stamp(phaseIdle, l.now.Load()))
+		w.state.Store(stamp(phaseIdle, l.now.Load()))
 		if w.bodyDeadline {
 			w.bodyDeadline = false
 			_ = c.SetReadDeadline(time.Time{})
@@ -272,7 +273,7 @@ func (l *readLimits) sweep(now int64) {
 		default:
 			return
 		}
-		if limit > slack && now-int64(s&sinceMask) >= limit && w.state.CompareAndSwap(s, l.stamp(phaseHandled, 0)) {
+		if limit > slack && now-int64(s&sinceMask) >= limit && w.state.CompareAndSwap(s, stamp(phaseHandled, 0)) {
 			_ = w.conn.SetReadDeadline(aLongTimeAgo)
 		}
 	}
